@@ -1,0 +1,1 @@
+"""First-party ppds plugins, registered through the `ppds` entry points like any third party."""

@@ -1,0 +1,1 @@
+"""First-party attacks: LiRA, model-agnostic MIAs, diffusion reconstruction, DP-SGD audit."""

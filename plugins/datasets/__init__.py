@@ -1,0 +1,1 @@
+"""First-party datasets: embedded (no download) and local-folder loaders."""

@@ -1,0 +1,1 @@
+"""First-party generators: DP-GAN, DP-diffusion (DPDM-style), PrivImage."""

@@ -1,0 +1,1 @@
+"""First-party metrics: FID and domain FD, precision/recall, LPIPS/SSIM/PSNR/MSE, downstream accuracy, ReRo."""

@@ -1,0 +1,83 @@
+"""ppds core: plugin interfaces, registry, data, privacy engine, matrix runner.
+
+No generator, attack or metric lives here; they arrive through the ``ppds``
+entry-point group (first-party ones from ``ppds_plugins`` included).
+"""
+
+from ._version import __version__
+from .api import create_plugin, describe_plugin, get_plugin, list_datasets, list_plugins, load_dataset
+from .budget import PrivacyBudget
+from .errors import (
+    BrokenPluginError,
+    BudgetError,
+    ConfigError,
+    DataNotFoundError,
+    PluginClashError,
+    PluginNotFoundError,
+    PpdsError,
+    SkipMeasurement,
+    WeightsNotFoundError,
+)
+from .hookspecs import hookimpl
+from .imageset import ImageSet, Splits, SplitSizes, make_splits
+from .interfaces import (
+    Attack,
+    Availability,
+    DatasetConfig,
+    DatasetProvider,
+    EvalContext,
+    FitContext,
+    Generator,
+    Measurement,
+    Metric,
+    Plugin,
+    PluginConfig,
+)
+from .privacy.ledger import DPSGDSpend, GaussianSpend, Ledger
+from .registry import PluginInfo, get_registry, reset_registry
+
+__all__ = [
+    "__version__",
+    # plugin API
+    "hookimpl",
+    "Plugin",
+    "PluginConfig",
+    "Generator",
+    "FitContext",
+    "Metric",
+    "Attack",
+    "EvalContext",
+    "Measurement",
+    "DatasetProvider",
+    "DatasetConfig",
+    "Availability",
+    # data and budgets
+    "ImageSet",
+    "Splits",
+    "SplitSizes",
+    "make_splits",
+    "PrivacyBudget",
+    "Ledger",
+    "DPSGDSpend",
+    "GaussianSpend",
+    # registry and calls
+    "PluginInfo",
+    "get_registry",
+    "reset_registry",
+    "list_plugins",
+    "get_plugin",
+    "create_plugin",
+    "describe_plugin",
+    "list_datasets",
+    "load_dataset",
+    # errors
+    "PpdsError",
+    "ConfigError",
+    "PluginNotFoundError",
+    "PluginClashError",
+    "BrokenPluginError",
+    "DataNotFoundError",
+    "WeightsNotFoundError",
+    "BudgetError",
+    "SkipMeasurement",
+]

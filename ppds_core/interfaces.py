@@ -1,0 +1,316 @@
+"""The four plugin kinds: Generator, Metric, Attack, DatasetProvider.
+
+A plugin is a class with a ``name``, a pydantic ``Config`` (``extra="forbid"``,
+so a typo in a matrix file is an error, not a silently ignored option) and
+class-level capabilities the runner reads *before* running anything: whether a
+generator trains with DP-SGD, whether a metric is higher-is-better, what a
+measurement needs from a cell. Everything a plugin receives at run time comes
+in one context object, so the interfaces can grow without breaking plugins.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .budget import PrivacyBudget
+from .errors import ConfigError
+from .imageset import ImageSet, Splits, SplitSizes, make_splits
+from .privacy.ledger import DPSGDSpend, Ledger
+
+__all__ = [
+    "PluginConfig",
+    "Plugin",
+    "Generator",
+    "FitContext",
+    "Metric",
+    "Attack",
+    "EvalContext",
+    "Measurement",
+    "DatasetProvider",
+    "DatasetConfig",
+    "Availability",
+    "format_validation_error",
+]
+
+
+class PluginConfig(BaseModel):
+    """Base of every plugin's options: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def format_validation_error(err: ValidationError, where: str) -> str:
+    """One line per problem, each naming the key path: 'where.key: message'."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown option"
+        lines.append(f"{where}{'.' + loc if loc else ''}: {msg}")
+    return "; ".join(lines)
+
+
+class Plugin(ABC):
+    """Common ground: name, kind, validated config, capabilities."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: PluginConfig | dict[str, Any] | None = None, **options: Any):
+        if isinstance(config, PluginConfig):
+            if options:
+                config = config.model_copy(update=options)
+            self.config = self.Config.model_validate(config.model_dump())
+        else:
+            self.config = self.validate_config({**(config or {}), **options})
+
+    @classmethod
+    def validate_config(cls, data: dict[str, Any] | None, where: str | None = None) -> PluginConfig:
+        """The plugin's ``Config`` from a dict, or a ConfigError naming each bad key."""
+        try:
+            return cls.Config.model_validate(data or {})
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, where or f"{cls.name}.config")) from None
+
+    @classmethod
+    def capabilities(cls) -> dict[str, Any]:
+        """What the runner and `ppds plugins show` need to know up front."""
+        return {}
+
+    @classmethod
+    def smoke_config(cls, config: PluginConfig) -> PluginConfig:
+        """The same recipe cut to a few steps, for ``ppds run --smoke``."""
+        return config
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.config!r}>"
+
+
+# --------------------------------------------------------------------------- generators
+
+
+@dataclass
+class FitContext:
+    """Everything a generator may use while fitting, besides the private data.
+
+    ``public`` is a *different* dataset anyone may use (PrivImage pretrains on
+    it); ``trainer`` is passed to Lightning's ``Trainer`` (devices, strategy,
+    num_nodes); ``progress(step, total, info)`` reports training progress.
+    """
+
+    seed: int = 0
+    public: ImageSet | None = None
+    trainer: dict[str, Any] = field(default_factory=dict)
+    workdir: Path | None = None
+    accountant: str = "prv"
+    progress: Callable[[int, int, dict[str, Any]], None] | None = None
+
+
+class Generator(Plugin):
+    """A (DP) image generator: fit on private data under a budget, then sample.
+
+    Contract:
+    - ``fit`` trains from scratch, spends at most ``budget`` and returns the
+      model's :class:`Ledger` (also kept on ``self.ledger``). ``epsilon=inf``
+      runs the identical recipe without clipping or noise.
+    - ``sample(n, seed=…)`` is deterministic for a seed and class-balanced
+      unless ``labels`` are given.
+    - ``save(dir)`` / ``load(dir)`` round-trip a fitted model and its ledger.
+    - A fresh instance with the same config (``fresh()``) is what membership
+      attacks train as shadow models.
+    """
+
+    kind: ClassVar[str] = "generator"
+    #: trains with the core's DP-SGD engine; its (σ, C, q, T) are on the ledger after fit
+    trains_with_dp_sgd: ClassVar[bool] = True
+    #: consumes ``FitContext.public``
+    uses_public_data: ClassVar[bool] = False
+    #: white-box membership signals this generator exposes via ``member_signal``
+    white_box_signals: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config=None, **options):
+        super().__init__(config, **options)
+        self.ledger: Ledger | None = None
+
+    @classmethod
+    def capabilities(cls) -> dict[str, Any]:
+        return {
+            "trains_with_dp_sgd": cls.trains_with_dp_sgd,
+            "uses_public_data": cls.uses_public_data,
+            "white_box_signals": list(cls.white_box_signals),
+        }
+
+    @abstractmethod
+    def fit(self, private: ImageSet, budget: PrivacyBudget, ctx: FitContext) -> Ledger:
+        """Train on ``private`` within ``budget``; return the ledger."""
+
+    @abstractmethod
+    def sample(self, n: int, *, seed: int = 0, labels=None) -> ImageSet:
+        """``n`` images in canonical form, class-balanced unless ``labels`` given."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the fitted model (and its ledger) into ``directory``."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path) -> Generator:
+        """Read back what ``save`` wrote."""
+
+    def fresh(self) -> Generator:
+        """An untrained instance of the same recipe (for shadow models)."""
+        return type(self)(self.config)
+
+    def dp_sgd_params(self) -> DPSGDSpend | None:
+        """(σ, C, q, T) of the DP-SGD run after fit; None if non-private or unfitted."""
+        if self.ledger is None or not self.ledger.is_private:
+            return None
+        return self.ledger.dp_sgd()
+
+    def member_signal(self, images: ImageSet, signal: str) -> Any:
+        """Per-image white-box membership signal (higher = more likely member).
+
+        Only generators listing ``signal`` in ``white_box_signals`` implement it.
+        """
+        raise TypeError(f"{self.name} exposes no white-box signal {signal!r}")
+
+
+# --------------------------------------------------------------------------- metrics & attacks
+
+
+@dataclass
+class Measurement:
+    """One measured value; becomes one row of results.jsonl.
+
+    ``extra`` holds additional keys for that row (``ci_low``, ``ci_high``,
+    ``tpr_at_fpr``, …). ``name`` defaults to the plugin's name; a plugin that
+    measures several things (precision *and* recall) returns one per thing.
+    """
+
+    name: str
+    value: float
+    higher_is_better: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.value = float(self.value)
+        if math.isnan(self.value):
+            raise ValueError(f"measurement {self.name!r} is NaN")
+
+
+@dataclass
+class EvalContext:
+    """What a metric or attack sees of one matrix cell.
+
+    ``fit_fresh(private, seed)`` trains a new generator of the cell's recipe
+    and budget on a chosen subset (what LiRA's shadow models need);
+    ``cache_dir`` is shared by all cells of a run (real-data statistics);
+    ``workdir`` belongs to this measurement (scores, plots).
+    """
+
+    splits: Splits
+    synthetic: ImageSet
+    generator: Generator
+    budget: PrivacyBudget
+    ledger: Ledger | None
+    seed: int
+    cache_dir: Path
+    workdir: Path
+    trainer: dict[str, Any] = field(default_factory=dict)
+    fit_fresh: Callable[[ImageSet, int], Generator] | None = None
+
+
+class _Evaluator(Plugin):
+    """Shared shape of metrics and attacks."""
+
+    #: what a cell must offer; the runner skips (status ``skipped``) otherwise.
+    #: Known needs: "dp-sgd" (generator trained by the engine with finite ε),
+    #: "labels" (class-conditional samples), "public" (public data present),
+    #: "shadow-models" (``fit_fresh``).
+    needs: ClassVar[frozenset[str]] = frozenset()
+    higher_is_better: ClassVar[bool | None] = None
+
+    @classmethod
+    def capabilities(cls) -> dict[str, Any]:
+        return {"higher_is_better": cls.higher_is_better, "needs": sorted(cls.needs)}
+
+    @abstractmethod
+    def evaluate(self, ctx: EvalContext) -> list[Measurement]:
+        """Measure; raise :class:`~ppds_core.errors.SkipMeasurement` if it does not apply."""
+
+
+class Metric(_Evaluator):
+    """Utility or bound: a number about a cell (FID, downstream accuracy, ReRo γ)."""
+
+    kind: ClassVar[str] = "metric"
+
+
+class Attack(_Evaluator):
+    """An adversary against a cell's model or its released samples."""
+
+    kind: ClassVar[str] = "attack"
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@dataclass
+class Availability:
+    """Whether a dataset can be loaded here; if not, ``detail`` says what is missing."""
+
+    available: bool
+    detail: str = ""
+
+
+class DatasetConfig(PluginConfig):
+    """Options every dataset shares: split sizes and the seed that fixes them."""
+
+    private: float | int = Field(0.5, description="fraction (≤1.0) or count of the private split")
+    holdout: float | int = Field(0.25, description="fraction (≤1.0) or count of the holdout split")
+    test: float | int = Field(0.25, description="fraction (≤1.0) or count of the test split")
+    split_seed: int = Field(0, description="seed of the split permutation (fixed across matrix seeds)")
+
+
+class DatasetProvider(Plugin):
+    """A source of images: embedded in a package, or read from a local folder.
+
+    ``load`` returns the training pool and, where the dataset has one, its
+    official test set; ``splits`` cuts them into private / holdout / test.
+    """
+
+    kind: ClassVar[str] = "dataset"
+    Config: ClassVar[type[PluginConfig]] = DatasetConfig
+    #: shipped inside a package, no download or folder needed
+    embedded: ClassVar[bool] = False
+
+    @classmethod
+    def capabilities(cls) -> dict[str, Any]:
+        return {"embedded": cls.embedded}
+
+    @abstractmethod
+    def availability(self) -> Availability:
+        """Cheap check (no full load): can ``load`` succeed here?"""
+
+    @abstractmethod
+    def load(self) -> tuple[ImageSet, ImageSet | None]:
+        """(training pool, official test set or None), canonical form."""
+
+    def splits(self, public: ImageSet | None = None) -> Splits:
+        """Deterministic disjoint private / holdout / test splits per the config."""
+        train, test = self.load()
+        cfg = self.config
+        sizes = SplitSizes(private=cfg.private, holdout=cfg.holdout, test=cfg.test)
+        try:
+            return make_splits(train, test, sizes, cfg.split_seed, public=public)
+        except ValueError as err:
+            raise ConfigError(f"{self.name}.config: {err}") from None
