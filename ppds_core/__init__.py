@@ -5,7 +5,14 @@ entry-point group (first-party ones from ``ppds_plugins`` included).
 """
 
 from ._version import __version__
-from .api import create_plugin, describe_plugin, get_plugin, list_datasets, list_plugins, load_dataset
+from .api import (
+    create_plugin,
+    describe_plugin,
+    get_plugin,
+    list_datasets,
+    list_plugins,
+    load_dataset,
+)
 from .budget import PrivacyBudget
 from .errors import (
     BrokenPluginError,
