@@ -1,0 +1,99 @@
+"""From membership scores to the rows every attack reports, and the scores file.
+
+Naming scheme (one prefix per attack or variant, e.g. ``lira``,
+``lira-offline``, ``gan-leaks``)::
+
+    <prefix>-auc                 area under the ROC curve
+    <prefix>-tpr@1%fpr           TPR at FPR < 1 %   (strict, LiRA convention)
+    <prefix>-tpr@0.1%fpr         TPR at FPR < 0.1 % (strict)
+    <prefix>-balanced-accuracy   best (TPR + 1 − FPR) / 2
+    <prefix>-epsilon-lb          empirical ε lower bound (Clopper–Pearson 95 %)
+    <prefix>-epsilon-violation   1.0 when that bound exceeds the ε spent (else 0.0)
+
+Every row has ``higher_is_better=False``: a leaderboard reads attack success
+as leakage, so the "best" entry is the most private one. A violation row is
+written for every private model (value 0.0 when there is none) so its absence
+never has to be interpreted; it is omitted for a non-private reference
+(ε spent = ∞ cannot be violated).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..interfaces import Measurement
+from .roc import auc, balanced_accuracy, epsilon_lower_bound, roc_curve, tpr_at_fpr
+
+__all__ = ["membership_measurements", "write_scores", "read_scores"]
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def membership_measurements(
+    prefix: str,
+    scores,
+    is_member,
+    *,
+    delta: float,
+    epsilon_spent: float | None,
+    confidence: float = 0.95,
+) -> list[Measurement]:
+    """The six summary rows of a membership test (five for a non-private model)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    is_member = np.asarray(is_member, dtype=bool)
+    curve = roc_curve(scores, is_member)
+    n = {"n_members": curve.n_members, "n_nonmembers": curve.n_nonmembers}
+    rows = [
+        Measurement(f"{prefix}-auc", auc(curve), False, dict(n)),
+        Measurement(f"{prefix}-tpr@1%fpr", tpr_at_fpr(curve, 0.01), False,
+                    {"tpr_at_fpr": 0.01, **n}),
+        Measurement(f"{prefix}-tpr@0.1%fpr", tpr_at_fpr(curve, 0.001), False,
+                    {"tpr_at_fpr": 0.001, **n}),
+        Measurement(f"{prefix}-balanced-accuracy", balanced_accuracy(curve), False, dict(n)),
+    ]
+    b = epsilon_lower_bound(scores, is_member, delta=delta, confidence=confidence)
+    rows.append(Measurement(
+        f"{prefix}-epsilon-lb", b.lower, False,
+        {
+            "ci_low": b.lower,
+            "ci_high": _finite_or_none(b.upper),
+            "point_estimate": _finite_or_none(b.point),
+            "confidence": confidence,
+            "threshold": _finite_or_none(b.threshold),
+            "tpr": b.tpr,
+            "fpr": b.fpr,
+            "complementary_test": b.complementary,
+            "delta": delta,
+            **n,
+        },
+    ))
+    if epsilon_spent is not None and math.isfinite(epsilon_spent):
+        violated = b.lower > epsilon_spent
+        rows.append(Measurement(
+            f"{prefix}-epsilon-violation", 1.0 if violated else 0.0, False,
+            {"epsilon_lb": b.lower, "epsilon_spent": float(epsilon_spent), "confidence": confidence},
+        ))
+    return rows
+
+
+def write_scores(path: str | Path, scores, is_member, **extra) -> Path:
+    """Write ``scores`` (higher = member) and ``is_member`` (+ any extra arrays), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    arrays = {k: np.asarray(v) for k, v in extra.items()}
+    np.savez_compressed(tmp, scores=np.asarray(scores, dtype=np.float64),
+                        is_member=np.asarray(is_member, dtype=bool), **arrays)
+    tmp.replace(path)
+    return path
+
+
+def read_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, is_member) from a file :func:`write_scores` wrote."""
+    with np.load(path, allow_pickle=False) as z:
+        return z["scores"].astype(np.float64), z["is_member"].astype(bool)

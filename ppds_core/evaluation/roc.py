@@ -1,0 +1,204 @@
+"""ROC analysis of a membership test, and the ε it empirically rules out.
+
+Every attack in ppds reduces to scores (higher = "member") for candidates
+whose membership is known, so one set of functions turns any attack into
+the numbers a privacy researcher compares across papers:
+
+- the ROC curve and its AUC;
+- TPR at a low FPR, with the *strict* ``FPR < target`` convention of the
+  LiRA reference code (``tpr[np.where(fpr < .001)[0][-1]]``), so a curve that
+  only reaches 0.1 % FPR exactly does not count as "at 0.1 %";
+- balanced accuracy at the best threshold, ``max (TPR + 1 − FPR) / 2``;
+- the empirical ε lower bound of Jagielski et al. 2020: an (ε, δ)-DP mechanism
+  forces ``TPR ≤ e^ε·FPR + δ`` for *every* test, hence
+  ``ε ≥ log((TPR − δ) / FPR)``. Rates estimated from finitely many candidates
+  get Clopper–Pearson intervals; the statistically valid lower bound uses the
+  pessimistic ends (TPR's lower end, FPR's upper end). The complementary test
+  (``1 − FPR ≤ e^ε·(1 − TPR) + δ``) is bounded too and the larger is kept.
+
+Choosing the best threshold on the same scores it is evaluated on makes the
+bound slightly optimistic (a multiple-comparison effect), which is the
+convention of the auditing literature; ``epsilon_lower_bound`` accepts a
+``threshold`` chosen elsewhere for a clean held-out evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "RocCurve",
+    "roc_curve",
+    "auc",
+    "tpr_at_fpr",
+    "balanced_accuracy",
+    "clopper_pearson",
+    "EpsilonBound",
+    "epsilon_lower_bound",
+    "epsilon_from_rates",
+]
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """FPR, TPR and the score threshold of each point (test: ``score ≥ threshold``)."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    thresholds: np.ndarray
+    n_members: int
+    n_nonmembers: int
+
+
+def _check(scores, is_member) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    m = np.asarray(is_member).reshape(-1).astype(bool)
+    if s.shape != m.shape:
+        raise ValueError(f"{s.shape[0]} scores but {m.shape[0]} membership labels")
+    if not m.any() or m.all():
+        raise ValueError("need at least one member and one non-member candidate")
+    if np.isnan(s).any():
+        raise ValueError(f"{int(np.isnan(s).sum())} scores are NaN")
+    return s, m
+
+
+def roc_curve(scores, is_member) -> RocCurve:
+    """The full ROC curve, one point per distinct score plus (0, 0).
+
+    Ties are handled as a block (all candidates with an equal score are
+    accepted together), so the curve does not depend on candidate order.
+    """
+    s, m = _check(scores, is_member)
+    order = np.argsort(-s, kind="mergesort")
+    s, m = s[order], m[order]
+    last_of_block = np.r_[np.diff(s) != 0, True]
+    tp = np.cumsum(m)[last_of_block]
+    fp = np.cumsum(~m)[last_of_block]
+    n_in, n_out = int(m.sum()), int((~m).sum())
+    tpr = np.r_[0.0, tp / n_in]
+    fpr = np.r_[0.0, fp / n_out]
+    thr = np.r_[np.inf, s[last_of_block]]
+    return RocCurve(fpr, tpr, thr, n_in, n_out)
+
+
+def auc(curve: RocCurve) -> float:
+    """Area under the ROC curve (trapezoids; ties count one half)."""
+    return float(np.trapezoid(curve.tpr, curve.fpr))
+
+
+def tpr_at_fpr(curve: RocCurve, target_fpr: float) -> float:
+    """Largest TPR among points with FPR strictly below ``target_fpr``."""
+    ok = curve.fpr < target_fpr
+    return float(curve.tpr[ok].max()) if ok.any() else 0.0
+
+
+def balanced_accuracy(curve: RocCurve) -> float:
+    """Best balanced accuracy over thresholds: max (TPR + 1 − FPR) / 2."""
+    return float(np.max((curve.tpr + 1.0 - curve.fpr) / 2.0))
+
+
+def clopper_pearson(k, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Exact two-sided binomial interval for k successes in n trials (vectorised)."""
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64) * np.ones_like(k)
+    alpha = 1.0 - confidence
+    with np.errstate(invalid="ignore"):
+        lo = np.where(k > 0, stats.beta.ppf(alpha / 2, k, n - k + 1), 0.0)
+        hi = np.where(k < n, stats.beta.ppf(1 - alpha / 2, k + 1, n - k), 1.0)
+    return lo, hi
+
+
+def epsilon_from_rates(tpr, fpr, delta: float) -> np.ndarray:
+    """log((TPR − δ) / FPR), elementwise: −inf where TPR ≤ δ, +inf where FPR = 0."""
+    tpr = np.asarray(tpr, dtype=np.float64)
+    fpr = np.asarray(fpr, dtype=np.float64)
+    num = tpr - delta
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(num > 0, np.log(np.maximum(num, 1e-300)) - np.log(fpr), -np.inf)
+    return out
+
+
+@dataclass(frozen=True)
+class EpsilonBound:
+    """An empirical ε lower bound and where it was found.
+
+    ``lower`` is the Clopper–Pearson bound at ``confidence`` (what one may
+    claim: "ε is at least this"); ``point`` the plug-in estimate at the same
+    threshold; ``upper`` the optimistic end of the interval (can be inf when
+    no non-member is accepted). All three are ≥ 0: a test that does no better
+    than chance rules out nothing.
+    """
+
+    lower: float
+    point: float
+    upper: float
+    threshold: float
+    tpr: float
+    fpr: float
+    complementary: bool
+    confidence: float
+    delta: float
+
+
+def _bounds_one_side(tp, fp, n_in, n_out, delta, confidence):
+    tpr_lo, tpr_hi = clopper_pearson(tp, n_in, confidence)
+    fpr_lo, fpr_hi = clopper_pearson(fp, n_out, confidence)
+    lower = epsilon_from_rates(tpr_lo, fpr_hi, delta)
+    point = epsilon_from_rates(tp / n_in, fp / n_out, delta)
+    upper = epsilon_from_rates(tpr_hi, fpr_lo, delta)
+    return lower, point, upper
+
+
+def epsilon_lower_bound(
+    scores,
+    is_member,
+    delta: float,
+    confidence: float = 0.95,
+    threshold: float | None = None,
+) -> EpsilonBound:
+    """Empirical ε lower bound of the test "score ≥ t" (Jagielski et al. 2020).
+
+    Without ``threshold`` the threshold (and direction: the test or its
+    complement) maximising the Clopper–Pearson lower bound is chosen.
+    """
+    if not 0 <= delta < 1:
+        raise ValueError(f"delta must be in [0, 1), got {delta}")
+    curve = roc_curve(scores, is_member)
+    n_in, n_out = curve.n_members, curve.n_nonmembers
+    tp = np.rint(curve.tpr * n_in)
+    fp = np.rint(curve.fpr * n_out)
+    if threshold is not None:
+        s, m = _check(scores, is_member)
+        acc = s >= threshold
+        tp = np.array([float((acc & m).sum())])
+        fp = np.array([float((acc & ~m).sum())])
+        thr = np.array([threshold])
+    else:
+        thr = curve.thresholds
+    # the test itself: members accepted (tp) vs non-members accepted (fp) ...
+    lo1, pt1, up1 = _bounds_one_side(tp, fp, n_in, n_out, delta, confidence)
+    # ... and its complement: non-members rejected vs members rejected
+    lo2, pt2, up2 = _bounds_one_side(n_out - fp, n_in - tp, n_out, n_in, delta, confidence)
+    lower = np.maximum(lo1, lo2)
+    i = int(np.argmax(lower))
+    comp = bool(lo2[i] > lo1[i])
+    pt, up = (pt2[i], up2[i]) if comp else (pt1[i], up1[i])
+
+    def clean(x: float) -> float:
+        return max(0.0, float(x)) if not math.isnan(x) else 0.0
+
+    return EpsilonBound(
+        lower=clean(lower[i]),
+        point=max(clean(pt), clean(lower[i])),
+        upper=max(clean(up), clean(pt), clean(lower[i])),
+        threshold=float(thr[i]),
+        tpr=float(tp[i] / n_in),
+        fpr=float(fp[i] / n_out),
+        complementary=comp,
+        confidence=confidence,
+        delta=delta,
+    )
