@@ -9,13 +9,6 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
-
-from ppds_core.budget import PrivacyBudget
-from ppds_core.errors import ConfigError
-from ppds_core.imageset import ImageSet, SplitSizes, make_splits
-from ppds_core.interfaces import EvalContext, FitContext, Generator, PluginConfig
-from ppds_core.privacy.ledger import Ledger
 from ppds_plugins.attacks.lira import LiRA
 from ppds_plugins.attacks.lira._math import (
     balanced_keep,
@@ -23,6 +16,13 @@ from ppds_plugins.attacks.lira._math import (
     lira_offline_z,
     lira_online,
 )
+from sklearn.datasets import load_digits
+
+from ppds_core.budget import PrivacyBudget
+from ppds_core.errors import ConfigError
+from ppds_core.imageset import ImageSet, SplitSizes, make_splits
+from ppds_core.interfaces import EvalContext, FitContext, Generator, PluginConfig
+from ppds_core.privacy.ledger import Ledger
 
 # one candidate, six shadows: IN signals [1, 2, 3], OUT signals [-1, 0, 1]
 SIG = np.array([[1.0], [2.0], [3.0], [-1.0], [0.0], [1.0]])
