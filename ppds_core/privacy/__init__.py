@@ -1,0 +1,32 @@
+"""The privacy room: the ledger, accountants, noise calibration and ReRo bounds."""
+
+from .accounting import (
+    ACCOUNTANTS,
+    calibrate_noise_multiplier,
+    dp_sgd_epsilon,
+    epsilon_of,
+    epsilon_of_history,
+    gdp_epsilon,
+    gdp_mu,
+    ledger_epsilon,
+    make_opacus_accountant,
+)
+from .ledger import DPSGDSpend, GaussianSpend, Ledger, Spend
+
+__all__ = [
+    # ledger
+    "DPSGDSpend",
+    "GaussianSpend",
+    "Ledger",
+    "Spend",
+    # accounting
+    "ACCOUNTANTS",
+    "epsilon_of",
+    "epsilon_of_history",
+    "dp_sgd_epsilon",
+    "gdp_mu",
+    "gdp_epsilon",
+    "calibrate_noise_multiplier",
+    "ledger_epsilon",
+    "make_opacus_accountant",
+]

@@ -1,0 +1,408 @@
+"""ε of a ledger's spends: RDP, PRV (Opacus) and GDP (closed form, here).
+
+Every ε ppds reports comes from one of these functions, applied to the exact
+mechanisms on the ledger: DP-SGD is T steps of the *Poisson*-subsampled
+Gaussian mechanism with (σ, q); a :class:`GaussianSpend` is ``count`` runs of
+the full-data Gaussian mechanism (q = 1). Compositions of different spends
+(PrivImage's semantic query followed by DP-SGD) go to the accountant as one
+heterogeneous history of ``(noise_multiplier, sample_rate, steps)`` tuples —
+the same tuples an Opacus accountant's ``history`` holds, so the training
+engine and an independent re-computation agree by construction.
+
+Accountants:
+
+- ``prv`` (default): Opacus' PRV accountant (Gopi et al. 2021), the tight one.
+  It returns an *upper* bound (estimate + ``eps_error``); ppds picks
+  ``eps_error`` relative to the ε at hand (see :func:`_prv_epsilon`) rather
+  than Opacus' fixed 0.01, so small budgets are not inflated by several %.
+- ``rdp``: Opacus' RDP accountant on a denser order grid than its default
+  (a looser but very robust upper bound).
+- ``gdp``: μ-GDP via the central-limit approximation of Bu et al. 2020,
+  μ = q·√T·√(e^{1/σ²} − 1), composed as μ = √(Σ μᵢ²), converted with
+  δ(ε) = Φ(−ε/μ + μ/2) − e^ε·Φ(−ε/μ − μ/2). Full-data Gaussian mechanisms
+  (q = 1) are *exactly* (√T/σ)-GDP and use that. The CLT approximation can
+  *under*-estimate ε; it is here for comparison with papers that use it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from ..errors import BudgetError, ConfigError, did_you_mean
+from .ledger import DPSGDSpend, GaussianSpend, Ledger
+
+__all__ = [
+    "ACCOUNTANTS",
+    "History",
+    "spends_to_history",
+    "epsilon_of",
+    "epsilon_of_history",
+    "dp_sgd_epsilon",
+    "gdp_mu",
+    "gdp_epsilon",
+    "gdp_delta",
+    "calibrate_noise_multiplier",
+    "ledger_epsilon",
+    "make_opacus_accountant",
+    "check_accountant",
+]
+
+ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv", "gdp")
+
+#: (noise_multiplier, sample_rate, steps) per mechanism, Opacus' history format
+History = list[tuple[float, float, int]]
+
+#: RDP orders: Opacus' default grid extended to large orders, which small-ε
+#: (large-σ) runs need; a larger grid can only tighten the minimum.
+_RDP_ORDERS: list[float] = (
+    [1 + x / 10.0 for x in range(1, 100)]
+    + list(range(11, 64))
+    + [64.0, 80.0, 96.0, 128.0, 160.0, 192.0, 256.0, 384.0, 512.0, 1024.0]
+)
+
+
+def check_accountant(name: str) -> str:
+    """``name`` if it is a known accountant, else a ConfigError with a suggestion."""
+    if name not in ACCOUNTANTS:
+        raise ConfigError(
+            f"unknown accountant {name!r}{did_you_mean(str(name), ACCOUNTANTS)} "
+            f"(choose one of {', '.join(ACCOUNTANTS)})"
+        )
+    return name
+
+
+def _check_mechanism(noise_multiplier: float, sample_rate: float, steps: int, where: str) -> None:
+    if not (isinstance(noise_multiplier, int | float) and noise_multiplier >= 0
+            and not math.isnan(noise_multiplier)):
+        raise BudgetError(f"{where}: noise multiplier must be ≥ 0, got {noise_multiplier}")
+    if not (0 < sample_rate <= 1):
+        raise BudgetError(f"{where}: sample rate must be in (0, 1], got {sample_rate}")
+    if int(steps) != steps or steps < 0:
+        raise BudgetError(f"{where}: steps must be a whole number ≥ 0, got {steps}")
+
+
+def _check_delta(delta: float) -> None:
+    if not (0 < delta < 1):
+        raise BudgetError(f"delta must satisfy 0 < delta < 1, got {delta}")
+
+
+def spends_to_history(spends: Iterable[DPSGDSpend | GaussianSpend]) -> History:
+    """Ledger spends as (σ, q, T) tuples; spends with zero steps are dropped."""
+    history: History = []
+    for i, s in enumerate(spends):
+        if isinstance(s, DPSGDSpend):
+            item = (float(s.noise_multiplier), float(s.sample_rate), int(s.steps))
+        elif isinstance(s, GaussianSpend):
+            item = (float(s.noise_multiplier), 1.0, int(s.count))
+        else:
+            raise TypeError(f"spend {i} is not a ledger spend: {s!r}")
+        _check_mechanism(*item, where=f"spend {i} ({s.mechanism})")
+        if item[2] > 0:
+            history.append(item)
+    return history
+
+
+# --------------------------------------------------------------------------- GDP
+
+
+def gdp_mu(history: Sequence[tuple[float, float, int]]) -> float:
+    """μ of the composition (CLT for q < 1, exact for q = 1); inf if any σ = 0."""
+    total = 0.0
+    for sigma, q, steps in history:
+        if sigma == 0:
+            return math.inf
+        if q >= 1.0:
+            mu2 = steps / sigma**2  # the Gaussian mechanism is exactly (1/σ)-GDP
+        else:
+            # q²·T·(e^{1/σ²} − 1), with expm1 for precision at large σ
+            mu2 = q * q * steps * math.expm1(1.0 / sigma**2)
+        total += mu2
+    return math.sqrt(total)
+
+
+def gdp_delta(epsilon: float, mu: float) -> float:
+    """δ(ε) of μ-GDP: Φ(−ε/μ + μ/2) − e^ε·Φ(−ε/μ − μ/2), computed in log space."""
+    from scipy import special  # lazy: keeps `import ppds_core` light
+
+    if mu == 0:
+        return 0.0
+    a = special.log_ndtr(-epsilon / mu + mu / 2)
+    b = epsilon + special.log_ndtr(-epsilon / mu - mu / 2)
+    if b >= a:
+        return 0.0
+    return float(math.exp(a) * -math.expm1(b - a))
+
+
+def gdp_epsilon(mu: float, delta: float) -> float:
+    """Smallest ε ≥ 0 with δ(ε) ≤ δ for μ-GDP (root of the decreasing δ(ε))."""
+    from scipy import optimize
+
+    _check_delta(delta)
+    if math.isinf(mu):
+        return math.inf
+    if mu == 0 or gdp_delta(0.0, mu) <= delta:
+        return 0.0
+    hi = max(1.0, mu * mu / 2 + 2 * mu * math.sqrt(2 * math.log(1 / delta)) + 1)
+    while gdp_delta(hi, mu) > delta:
+        hi *= 2
+    return float(optimize.brentq(lambda e: gdp_delta(e, mu) - delta, 0.0, hi,
+                                 xtol=1e-12, rtol=1e-12))
+
+
+# --------------------------------------------------------------------------- RDP / PRV
+
+
+def _rdp_epsilon(history: History, delta: float) -> float:
+    from opacus.accountants import RDPAccountant
+
+    acc = RDPAccountant()
+    acc.history = list(history)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "optimal order is the largest alpha" → still an upper bound
+        eps = acc.get_epsilon(delta=delta, alphas=_RDP_ORDERS)
+    return max(0.0, float(eps))
+
+
+def _prv_epsilon(history: History, delta: float) -> float:
+    """Opacus' PRV upper bound with ``eps_error`` relative to the RDP ε.
+
+    Opacus' default ``eps_error = 0.01`` is absolute: 5 % of ε = 0.2. We use
+    ``eps_error = clip(0.003·ε_rdp, 3e-4, 0.01)`` (ε_rdp ≥ ε_prv, so the added
+    error is ≤ ~0.5 % of ε down to ε ≈ 0.1; the cost grows as 1/eps_error)
+    and ``delta_error = δ/1000``.
+    When the discretisation fails (a domain so fine that float error swamps
+    δ, or memory for very many steps) we retry with a 10× coarser
+    ``eps_error`` — still a valid upper bound, only looser — and, if that
+    fails too, raise a BudgetError that names the RDP accountant as the fix.
+    """
+    from opacus.accountants import PRVAccountant
+
+    eps_rdp = _rdp_epsilon(history, delta)
+    if eps_rdp == 0.0:
+        return 0.0
+    eps_error = min(0.01, max(3e-4, 3e-3 * eps_rdp))
+    last: Exception | None = None
+    for err in (eps_error, eps_error * 10):
+        acc = PRVAccountant()
+        acc.history = list(history)
+        try:
+            # overflow warnings inside Opacus' discretisation are expected at the
+            # domain edges; a result that is not finite is caught below
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                eps = float(acc.get_epsilon(delta=delta, eps_error=err,
+                                            delta_error=delta / 1000))
+        except RuntimeError as e:
+            if "Cannot compute epsilon" in str(e):
+                # δ(ε) < δ on the whole domain: ε is ~0 up to the discretisation error
+                return err
+            last = e
+            continue
+        except (ValueError, MemoryError) as e:
+            last = e
+            continue
+        if math.isfinite(eps):
+            # the PRV bound is never looser than RDP's; guard against a broken discretisation
+            return max(0.0, min(eps, eps_rdp))
+        last = RuntimeError(f"non-finite epsilon {eps}")
+    raise BudgetError(
+        f"the PRV accountant could not compute epsilon for {len(history)} mechanism(s) "
+        f"{_describe(history)} at delta={delta:g} ({last}); "
+        "use accountant='rdp' (a looser but robust upper bound)"
+    )
+
+
+def _describe(history: History) -> str:
+    return ", ".join(f"(σ={s:g}, q={q:g}, T={t})" for s, q, t in history[:4]) + (
+        ", …" if len(history) > 4 else ""
+    )
+
+
+def epsilon_of_history(history: Iterable[tuple[float, float, int]], delta: float,
+                       accountant: str = "prv") -> float:
+    """ε at ``delta`` of composed (σ, q, T) Poisson-subsampled Gaussian mechanisms.
+
+    Empty history → 0; any σ = 0 → inf (no noise, no guarantee).
+    """
+    check_accountant(accountant)
+    _check_delta(delta)
+    hist: History = []
+    for i, (sigma, q, steps) in enumerate(history):
+        _check_mechanism(sigma, q, steps, where=f"mechanism {i}")
+        if steps > 0:
+            hist.append((float(sigma), float(q), int(steps)))
+    if not hist:
+        return 0.0
+    if any(s == 0 for s, _, _ in hist):
+        return math.inf
+    if accountant == "gdp":
+        return gdp_epsilon(gdp_mu(hist), delta)
+    if accountant == "rdp":
+        return _rdp_epsilon(hist, delta)
+    return _prv_epsilon(hist, delta)
+
+
+def epsilon_of(spends: Iterable[DPSGDSpend | GaussianSpend], delta: float,
+               accountant: str = "prv") -> float:
+    """ε at ``delta`` of the composition of ledger spends under ``accountant``."""
+    return epsilon_of_history(spends_to_history(spends), delta, accountant)
+
+
+def dp_sgd_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
+                   accountant: str = "prv") -> float:
+    """ε of T steps of Poisson-subsampled DP-SGD with noise multiplier σ and rate q."""
+    return epsilon_of_history([(noise_multiplier, sample_rate, steps)], delta, accountant)
+
+
+def ledger_epsilon(ledger: Ledger) -> float:
+    """A ledger's ε recomputed from its spends with its own accountant.
+
+    A non-private ledger (target ε = ∞: trained without clipping or noise)
+    is ∞ whatever its spends say.
+    """
+    if not ledger.is_private:
+        return math.inf
+    return epsilon_of(ledger.spends, ledger.delta, ledger.accountant)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def calibrate_noise_multiplier(
+    target_epsilon: float,
+    delta: float,
+    sample_rate: float,
+    steps: int,
+    accountant: str = "prv",
+    other_spends: Iterable[DPSGDSpend | GaussianSpend] = (),
+    rtol: float = 1e-3,
+) -> float:
+    """Smallest σ (to ``rtol``, rounded up) whose DP-SGD run, composed with
+    ``other_spends``, stays within ``target_epsilon`` at ``delta``.
+
+    σ ↦ ε is monotone and smooth: bracket it (RDP first, a cheap upper bound
+    on PRV), solve log ε(σ) = log target with Brent's method, then step up
+    from the root until the accountant confirms ε ≤ target; the returned σ is
+    verified once more at the end, so it is always on the feasible side.
+    """
+    from scipy import optimize
+
+    check_accountant(accountant)
+    if not (isinstance(target_epsilon, int | float) and target_epsilon > 0
+            and math.isfinite(target_epsilon)):
+        raise BudgetError(
+            f"target epsilon must be finite and > 0 to calibrate noise, got {target_epsilon} "
+            "(a non-private run needs no calibration)"
+        )
+    _check_delta(delta)
+    if not (0 < sample_rate <= 1):
+        raise BudgetError(f"sample rate must be in (0, 1], got {sample_rate}")
+    if int(steps) != steps or steps < 1:
+        raise BudgetError(f"DP-SGD steps must be a whole number ≥ 1, got {steps}")
+    steps = int(steps)
+    other = spends_to_history(other_spends)
+    base = epsilon_of_history(other, delta, accountant)
+    if base >= target_epsilon:
+        raise BudgetError(
+            f"the other spends alone cost epsilon={base:.4g} ≥ target {target_epsilon:g} "
+            f"(delta={delta:g}, {accountant}): no budget is left for DP-SGD; raise the "
+            "target epsilon or add more noise to those spends"
+        )
+
+    memo: dict[tuple[float, str], float] = {}
+
+    def eps(sigma: float, acc: str = accountant) -> float:
+        key = (sigma, acc)
+        if key not in memo:
+            memo[key] = epsilon_of_history(other + [(sigma, sample_rate, steps)], delta, acc)
+        return memo[key]
+
+    def feasible(sigma: float) -> bool:
+        try:
+            return eps(sigma) <= target_epsilon
+        except BudgetError:
+            # PRV fails only where ε is enormous (tiny σ): certainly over budget
+            return False
+
+    def bisect(lo: float, hi: float, ok) -> float:
+        """Smallest feasible σ in (lo, hi] to rtol, given ok(hi) and not ok(lo)."""
+        while hi - lo > rtol * hi:
+            mid = math.sqrt(lo * hi)
+            if ok(mid):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    # 1) a feasible σ: double until RDP (fast, and an upper bound on the PRV
+    #    ε, see _prv_epsilon) is within budget; for RDP/GDP use the accountant itself
+    fast = "rdp" if accountant == "prv" else accountant
+    hi = 1.0
+    while eps(hi, fast) > target_epsilon:
+        hi *= 2
+        if hi > 1e6:
+            raise BudgetError(
+                f"no noise multiplier up to 1e6 reaches epsilon={target_epsilon:g} "
+                f"(q={sample_rate:g}, T={steps}, delta={delta:g}); raise the target"
+            )
+    if accountant == "prv":
+        # 2) RDP's answer is an upper end for PRV's; narrow it cheaply first
+        lo = hi / 2
+        if eps(lo, "rdp") > target_epsilon:
+            hi = bisect(lo, hi, lambda s: eps(s, "rdp") <= target_epsilon)
+        while not feasible(hi):  # pragma: no cover - PRV ≤ RDP by construction
+            hi *= 1.1
+    # 3) step down until infeasible under the requested accountant
+    lo = hi * 0.8
+    while feasible(lo):
+        hi, lo = lo, lo * 0.8
+        if lo < 1e-6:
+            raise BudgetError(
+                f"epsilon={target_epsilon:g} is met with essentially no noise "
+                f"(q={sample_rate:g}, T={steps}); check the inputs"
+            )
+
+    # 4) Brent's method on log ε(σ) = log target (smooth, so few accountant
+    #    calls), then step up from the root until verified feasible
+    def gap(log_sigma: float) -> float:
+        try:
+            e = eps(math.exp(log_sigma))
+        except BudgetError:
+            e = math.inf
+        return (math.log(e) if e > 0 else -50.0) - math.log(target_epsilon) if math.isfinite(e) else 50.0
+
+    root = math.exp(optimize.brentq(gap, math.log(lo), math.log(hi), xtol=rtol / 4))
+    candidate = min(hi, root * (1 + rtol / 4))
+    while candidate < hi and not feasible(candidate):
+        candidate = min(hi, candidate * (1 + rtol / 4))
+    hi = candidate
+    sigma = float(np.nextafter(hi, math.inf))
+    if not feasible(sigma):  # pragma: no cover - guarded by the invariant
+        raise BudgetError(f"calibration failed to verify sigma={sigma} for epsilon={target_epsilon}")
+    return sigma
+
+
+# --------------------------------------------------------------------------- Opacus objects
+
+
+def make_opacus_accountant(name: str) -> Any:
+    """A fresh Opacus accountant of that kind, for stepping during training.
+
+    Its ``history`` feeds :func:`epsilon_of_history`, and its
+    ``state_dict()`` goes into checkpoints. Opacus' GDP accountant warns on
+    construction (the CLT can under-estimate ε); ppds documents that instead.
+    """
+    check_accountant(name)
+    from opacus.accountants import GaussianAccountant, PRVAccountant, RDPAccountant
+
+    if name == "rdp":
+        return RDPAccountant()
+    if name == "prv":
+        return PRVAccountant()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GaussianAccountant()
