@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
 from ..errors import BudgetError, ConfigError, did_you_mean
 from .ledger import DPSGDSpend, GaussianSpend, Ledger
 
