@@ -1,0 +1,48 @@
+"""`ppds leaderboard DIR [DIR …] [--format md|html|csv|json] [--output FILE] [--smoke]`."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..report.leaderboard import FORMATS, build_board, load_rows, render, render_rich
+from ._output import console
+
+ORDER = 40
+
+
+def register(sub) -> None:
+    p = sub.add_parser("leaderboard", help="render the results in one or more run folders")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (several are merged into one board)")
+    p.add_argument("--format", choices=FORMATS, help="md, html, csv or json (default: a table in the terminal)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument("--smoke", action="store_true", help="show the smoke-run rows (never mixed with real ones)")
+    p.add_argument("--title", help="title of the board")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    rows = load_rows(args.dirs)
+    part = [r for r in rows if bool(r.get("smoke")) == args.smoke]
+    if not part:
+        other = len(rows) - len(part)
+        hint = (f"; {other} {'real' if args.smoke else 'smoke-run'} rows are there "
+                f"({'drop' if args.smoke else 'add'} --smoke to see them)") if other else ""
+        raise ConfigError(f"no {'smoke-run' if args.smoke else 'real'} results in {', '.join(args.dirs)}{hint}")
+    board = build_board(part, title=args.title)
+    if args.format is None:
+        console.print(render_rich(board))
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.format == "html":
+            from ..report.plots import make_plots
+
+            board.plots = make_plots(part, Path(tmp))
+        text = render(board, args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,83 @@
+"""`ppds run CONFIG --out DIR [--shard I/N] [--smoke] [--check] [--quiet]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..matrix.config import format_epsilon
+from ..matrix.runner import RunSummary, run_matrix
+from ._output import console, err_console
+
+ORDER = 30
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a matrix (YAML): fit, sample, measure, attack; resumable")
+    p.add_argument("config", help="matrix YAML file (docs/matrix.md)")
+    add_run_options(p, out_required=False)
+    p.add_argument("--check", action="store_true",
+                   help="validate the config and its data, list the cells, run nothing")
+    p.set_defaults(func=_run)
+
+
+def add_run_options(p, out_required: bool, default_out: str | None = None) -> None:
+    p.add_argument("--out", metavar="DIR", required=out_required, default=default_out,
+                   help="run folder: results.jsonl, cells/, leaderboard.*, plots/, run.log")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (1-based; stable by cell hash)")
+    p.add_argument("--smoke", action="store_true",
+                   help="every plugin cut to a few steps: checks the config end to end quickly")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or tables; errors still print")
+
+
+def print_cells(summary: RunSummary) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{len(summary.cells)} cells would run")
+    for h in ("#", "cell key", "dataset", "public", "generator", "ε", "seed"):
+        t.add_column(h)
+    for i, c in enumerate(summary.cells, 1):
+        t.add_row(str(i), c.key, c.dataset_name, c.dataset.public.name if c.dataset.public else "",
+                  c.generator_name, "—" if c.is_reference_data else format_epsilon(c.epsilon), str(c.seed))
+    console.print(t)
+
+
+def report_summary(summary: RunSummary, quiet: bool) -> int:
+    """The end-of-run output: leaderboard table, what failed, where things are; the exit code."""
+    out = summary.out
+    assert out is not None
+    if not quiet:
+        try:
+            from ..report.leaderboard import build_board, load_rows, render_rich
+
+            rows = load_rows([out])
+            smoke = any(r.get("smoke") for r in rows) and summary.cells and summary.cells[0].smoke
+            part = [r for r in rows if bool(r.get("smoke")) == bool(smoke)]
+            if part:
+                console.print(render_rich(build_board(part)))
+        except Exception as err:  # the table is a courtesy; the files are the result
+            err_console.print(f"[yellow]could not render the leaderboard table: {err}[/]")
+        stem = "leaderboard-smoke" if summary.cells and summary.cells[0].smoke else "leaderboard"
+        console.print(
+            f"{len(summary.cells)} cells: {summary.fits} fitted, {summary.loaded} loaded, "
+            f"{summary.computed} measurements computed, {summary.cached} cached, "
+            f"{summary.skipped} skipped, {len(summary.failed)} failed in {summary.seconds:.1f}s\n"
+            f"results: {Path(out) / 'results.jsonl'}   leaderboard: {Path(out) / (stem + '.md')}"
+            f"   log: {Path(out) / 'run.log'}"
+        )
+    if summary.failed:
+        err_console.print(f"[red]{len(summary.failed)} failed[/] (tracebacks in {Path(out) / 'run.log'}):")
+        for f in summary.failed:
+            err_console.print(f"  {f['label']} — {f['kind']} {f['name']}: {f['error']}", highlight=False,
+                              markup=False)
+    return summary.exit_code
+
+
+def _run(args) -> int:
+    summary = run_matrix(args.config, args.out, shard=args.shard, smoke=args.smoke, check=args.check,
+                         quiet=args.quiet)
+    if summary.check_only:
+        if not args.quiet:
+            print_cells(summary)
+            console.print(f"[green]{args.config}: valid[/]; data available; nothing was run")
+        return 0
+    return report_summary(summary, args.quiet)

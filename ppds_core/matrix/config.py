@@ -1,0 +1,261 @@
+"""The matrix file: parse YAML, validate it strictly, resolve plugin names.
+
+A matrix is hours of compute, so every mistake we can see up front (a typo in
+a key, an unknown plugin, ε ≤ 0, a dataset folder that is not there) is
+reported before anything runs, as one line naming the file, the place and the
+fix. The plugin options under ``config:`` are validated by each plugin's own
+model, so the file and ``ppds plugins show NAME`` never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..budget import PrivacyBudget
+from ..errors import ConfigError, PpdsError, did_you_mean
+from ..interfaces import DatasetProvider, Plugin, PluginConfig
+from ..registry import get_registry
+
+__all__ = [
+    "MatrixConfig",
+    "DatasetEntry",
+    "GeneratorEntry",
+    "EvaluatorEntry",
+    "ResolvedPlugin",
+    "ResolvedDataset",
+    "ResolvedMatrix",
+    "load_matrix",
+    "parse_yaml",
+    "format_epsilon",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetEntry(_Strict):
+    name: str = Field(description="dataset plugin name (`ppds datasets list`)")
+    public: str | None = Field(None, description="public dataset, for generators that use one")
+    config: dict[str, Any] = Field(default_factory=dict, description="the dataset's own options")
+
+
+class GeneratorEntry(_Strict):
+    name: str = Field(description="generator plugin name")
+    epsilons: list[float | str] = Field(min_length=1, description="target ε values; inf = non-private")
+    config: dict[str, Any] = Field(default_factory=dict, description="the generator's own options")
+
+
+class EvaluatorEntry(_Strict):
+    name: str = Field(description="metric or attack plugin name")
+    config: dict[str, Any] = Field(default_factory=dict, description="its own options")
+
+
+class MatrixConfig(_Strict):
+    """The top level of a matrix YAML file (DESIGN.md, "Matrix config")."""
+
+    name: str = "matrix"
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    delta: float = 1e-5
+    accountant: str = Field("prv", description="accountant passed to generators (rdp | prv | gdp)")
+    samples: int = Field(2000, gt=0, description="synthetic images drawn per cell")
+    real_data: bool = Field(True, description="add the 'real-data' reference row (metrics on the private split)")
+    trainer: dict[str, Any] = Field(default_factory=dict, description="passed to Lightning's Trainer")
+    datasets: list[DatasetEntry] = Field(min_length=1)
+    generators: list[GeneratorEntry] = Field(min_length=1)
+    metrics: list[EvaluatorEntry] = Field(default_factory=list)
+    attacks: list[EvaluatorEntry] = Field(default_factory=list)
+
+
+_MODELS_BY_FIELD: dict[str, type[BaseModel]] = {
+    "datasets": DatasetEntry,
+    "generators": GeneratorEntry,
+    "metrics": EvaluatorEntry,
+    "attacks": EvaluatorEntry,
+}
+
+
+# --------------------------------------------------------------------------- resolved form
+
+
+@dataclass
+class ResolvedPlugin:
+    """A plugin named in the file: its class, validated config and version."""
+
+    name: str
+    kind: str
+    cls: type[Plugin]
+    config: PluginConfig
+    version: str
+    where: str
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
+
+
+@dataclass
+class ResolvedDataset:
+    plugin: ResolvedPlugin
+    public: ResolvedPlugin | None
+
+
+@dataclass
+class ResolvedGenerator:
+    plugin: ResolvedPlugin
+    epsilons: list[float]
+
+
+@dataclass
+class ResolvedMatrix:
+    """A validated matrix: every name resolved, every config checked, smoke applied."""
+
+    config: MatrixConfig
+    source: str
+    smoke: bool
+    datasets: list[ResolvedDataset]
+    generators: list[ResolvedGenerator]
+    evaluators: list[ResolvedPlugin] = field(default_factory=list)
+
+    @property
+    def samples(self) -> int:
+        # a smoke run checks the plumbing; a few hundred images exercise every metric
+        return min(self.config.samples, 256) if self.smoke else self.config.samples
+
+
+def format_epsilon(eps: float) -> str:
+    return "inf" if math.isinf(eps) else f"{eps:g}"
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """The YAML mapping, or a one-line ConfigError with the line number."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{source}{line}: malformed YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a matrix file is a YAML mapping (name:, datasets:, generators:, …)")
+    return data
+
+
+def _loc_model(loc: tuple) -> type[BaseModel]:
+    """The model that owns the last key in ``loc`` (for did-you-mean on unknown keys)."""
+    model: type[BaseModel] = MatrixConfig
+    for part in loc[:-1]:
+        if isinstance(part, str) and part in _MODELS_BY_FIELD:
+            model = _MODELS_BY_FIELD[part]
+    return model
+
+
+def _format_matrix_error(err: ValidationError, source: str) -> str:
+    problems = []
+    for e in err.errors():
+        loc = e["loc"]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        if e["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            hint = did_you_mean(key, _loc_model(loc).model_fields)
+            problems.append(f"unknown key {where!r}{hint}")
+        elif e["type"] == "missing":
+            problems.append(f"missing required key {where!r}")
+        else:
+            problems.append(f"{where}: {e['msg']}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def _resolve(name: str, kind: str, data: dict[str, Any] | None, where: str, source: str,
+             smoke: bool) -> ResolvedPlugin:
+    registry = get_registry()
+    try:
+        info = registry.info(name, kind)
+    except PpdsError as err:
+        raise type(err)(f"{source}: {where}.name: {err}") from None
+    cls = info.cls
+    assert cls is not None
+    config = cls.validate_config(data, where=f"{source}: {where}.config")
+    if smoke:
+        config = cls.smoke_config(config)
+    return ResolvedPlugin(name, kind, cls, config, info.version, where)
+
+
+def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> ResolvedMatrix:
+    """Validate a matrix (a YAML path or an already-parsed dict) and resolve every plugin."""
+    if isinstance(spec, dict):
+        source, data = "<matrix>", spec
+    else:
+        path = Path(spec)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{source}: no such matrix file; pass the path of a YAML matrix config")
+        data = parse_yaml(path.read_text(), source)
+    try:
+        cfg = MatrixConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_matrix_error(err, source)) from None
+    try:
+        PrivacyBudget(epsilon=1.0, delta=cfg.delta)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: delta: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+    datasets = []
+    for i, d in enumerate(cfg.datasets):
+        where = f"datasets[{i}]"
+        plugin = _resolve(d.name, "dataset", d.config, where, source, smoke)
+        public = None
+        if d.public is not None:
+            public = _resolve(d.public, "dataset", {}, f"{where}.public", source, smoke)
+        datasets.append(ResolvedDataset(plugin, public))
+
+    generators = []
+    for i, g in enumerate(cfg.generators):
+        where = f"generators[{i}]"
+        plugin = _resolve(g.name, "generator", g.config, where, source, smoke)
+        epsilons: list[float] = []
+        for j, raw in enumerate(g.epsilons):
+            try:
+                eps = PrivacyBudget(epsilon=raw, delta=cfg.delta).epsilon
+            except ValidationError as err:
+                msg = err.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ConfigError(f"{source}: {where}.epsilons[{j}]: {msg}") from None
+            if eps not in epsilons:
+                epsilons.append(eps)
+        generators.append(ResolvedGenerator(plugin, epsilons))
+
+    evaluators = []
+    for kind, entries in (("metric", cfg.metrics), ("attack", cfg.attacks)):
+        seen: set[str] = set()
+        for i, e in enumerate(entries):
+            where = f"{kind}s[{i}]"
+            if e.name in seen:
+                raise ConfigError(f"{source}: {where}: {kind} {e.name!r} is listed twice; keep one")
+            seen.add(e.name)
+            evaluators.append(_resolve(e.name, kind, e.config, where, source, smoke))
+    return ResolvedMatrix(cfg, source, smoke, datasets, generators, evaluators)
+
+
+def check_datasets_available(matrix: ResolvedMatrix) -> None:
+    """DataNotFoundError naming the first dataset that cannot be loaded here."""
+    from ..errors import DataNotFoundError
+
+    for d in matrix.datasets:
+        for p in (d.plugin, d.public):
+            if p is None:
+                continue
+            provider = p.cls(p.config)
+            assert isinstance(provider, DatasetProvider)
+            avail = provider.availability()
+            if not avail.available:
+                raise DataNotFoundError(
+                    f"{matrix.source}: {p.where}: dataset {p.name!r} is not available here: {avail.detail}"
+                )

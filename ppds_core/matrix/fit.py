@@ -1,0 +1,204 @@
+"""Fit one generator and leave its artifacts on disk: the one code path for a cell.
+
+``ppds fit``, :func:`fit_generator` and every cell of ``ppds run`` go through
+:func:`fit_and_save`, so a model fitted by hand and one fitted by the matrix
+are the same artifact: ``model/``, ``ledger.json``, ``samples.npz``,
+``samples.png`` and ``fit.json``. ``fit.json`` is written last and marks the
+fit complete; a folder without it (a crash mid-fit) is refitted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._version import __version__
+from ..budget import PrivacyBudget
+from ..errors import BudgetError, ConfigError
+from ..imageset import ImageSet, Splits
+from ..interfaces import DatasetProvider, FitContext, Generator, PluginConfig
+from ..privacy.ledger import Ledger
+
+__all__ = ["FitOutcome", "fit_and_save", "load_fitted", "fit_generator", "FIT_MARKER"]
+
+log = logging.getLogger("ppds.matrix")
+
+FIT_MARKER = "fit.json"
+#: relative slack on ε_spent vs the target before a fit is called over budget
+_EPS_TOLERANCE = 1e-3
+
+
+@dataclass
+class FitOutcome:
+    """A fitted generator with its ledger and the samples drawn from it."""
+
+    generator: Generator
+    ledger: Ledger
+    samples: ImageSet
+    seconds: float
+    directory: Path
+    loaded: bool = False
+
+
+def _check_ledger(ledger: Ledger | None, budget: PrivacyBudget, name: str) -> Ledger:
+    if not isinstance(ledger, Ledger):
+        raise TypeError(f"generator {name!r}: fit() must return its Ledger, got {type(ledger).__name__}")
+    if budget.is_private:
+        spent = ledger.epsilon_spent
+        if not math.isfinite(spent) or spent > budget.epsilon * (1 + _EPS_TOLERANCE):
+            raise BudgetError(
+                f"generator {name!r} spent ε={spent:g} over its target ε={budget.epsilon:g}; "
+                "its ledger is kept, its results are not"
+            )
+        if not ledger.spends:
+            raise BudgetError(f"generator {name!r} trained at ε={budget.epsilon:g} but its ledger lists no spend")
+    return ledger
+
+
+def fit_and_save(
+    gen_cls: type[Generator],
+    gen_config: PluginConfig | dict[str, Any] | None,
+    private: ImageSet,
+    budget: PrivacyBudget,
+    ctx: FitContext,
+    out_dir: Path,
+    n_samples: int,
+    sample_seed: int,
+) -> FitOutcome:
+    """Train from scratch, save model + ledger, draw and save samples, mark done."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / FIT_MARKER).unlink(missing_ok=True)
+    if ctx.workdir is None:
+        ctx.workdir = out_dir / "work"
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    generator = gen_cls(gen_config)
+    torch.manual_seed(ctx.seed)  # generators seed themselves; this covers any that forget
+    t0 = time.perf_counter()
+    ledger = generator.fit(private, budget, ctx)
+    if ledger is None:
+        ledger = generator.ledger
+    generator.ledger = ledger
+    model_dir = out_dir / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir()
+    generator.save(model_dir)
+    if isinstance(ledger, Ledger):
+        ledger.write(out_dir / "ledger.json")  # written before the check: an overspend stays visible
+    ledger = _check_ledger(ledger, budget, gen_cls.name)
+    fit_seconds = time.perf_counter() - t0
+    samples = generator.sample(n_samples, seed=sample_seed)
+    samples.save_npz(out_dir / "samples.npz")
+    try:
+        from ..report.plots import sample_grid
+
+        sample_grid(samples, out_dir / "samples.png", title=f"{gen_cls.name} {budget.label()}")
+    except Exception:  # a picture must never cost a trained model
+        log.exception("could not draw the sample grid of %s", out_dir)
+    seconds = time.perf_counter() - t0
+    marker = {
+        "generator": gen_cls.name,
+        "epsilon": "inf" if not budget.is_private else budget.epsilon,
+        "epsilon_spent": "inf" if not math.isfinite(ledger.epsilon_spent) else ledger.epsilon_spent,
+        "delta": budget.delta,
+        "seed": ctx.seed,
+        "samples": n_samples,
+        "fit_seconds": fit_seconds,
+        "seconds": seconds,
+        "ppds_version": __version__,
+    }
+    tmp = out_dir / (FIT_MARKER + ".tmp")
+    tmp.write_text(json.dumps(marker, indent=2))
+    tmp.replace(out_dir / FIT_MARKER)
+    return FitOutcome(generator, ledger, samples, seconds, out_dir)
+
+
+def load_fitted(gen_cls: type[Generator], out_dir: Path) -> FitOutcome | None:
+    """What :func:`fit_and_save` left in ``out_dir``, or None if it never finished."""
+    out_dir = Path(out_dir)
+    marker = out_dir / FIT_MARKER
+    if not marker.exists():
+        return None
+    info = json.loads(marker.read_text())
+    generator = gen_cls.load(out_dir / "model")
+    ledger = Ledger.read(out_dir / "ledger.json")
+    generator.ledger = ledger
+    samples = ImageSet.load_npz(out_dir / "samples.npz", name=f"{gen_cls.name}/samples")
+    return FitOutcome(generator, ledger, samples, float(info.get("seconds", 0.0)), out_dir, loaded=True)
+
+
+def load_splits(dataset: str, dataset_config: dict[str, Any] | None, public: str | None,
+                smoke: bool = False) -> Splits:
+    """Splits of a dataset by name (plus its public set), checking availability first."""
+    from ..errors import DataNotFoundError
+    from ..registry import get_registry
+
+    registry = get_registry()
+
+    def provider(name: str, config: dict[str, Any] | None) -> DatasetProvider:
+        cls = registry.get(name, "dataset")
+        cfg = cls.validate_config(config, where=f"{name}.config")
+        if smoke:
+            cfg = cls.smoke_config(cfg)
+        p = cls(cfg)
+        assert isinstance(p, DatasetProvider)
+        avail = p.availability()
+        if not avail.available:
+            raise DataNotFoundError(f"dataset {name!r} is not available here: {avail.detail}")
+        return p
+
+    main = provider(dataset, dataset_config)
+    public_set = provider(public, None).load()[0] if public else None
+    return main.splits(public=public_set)
+
+
+def fit_generator(
+    generator: str,
+    dataset: str,
+    epsilon: float | str,
+    out: str | Path,
+    *,
+    delta: float = 1e-5,
+    seed: int = 0,
+    config: dict[str, Any] | None = None,
+    public: str | None = None,
+    dataset_config: dict[str, Any] | None = None,
+    trainer: dict[str, Any] | None = None,
+    samples: int = 2000,
+    accountant: str = "prv",
+    smoke: bool = False,
+    progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+) -> FitOutcome:
+    """Fit ``generator`` on ``dataset``'s private split at (ε, δ) and save it under ``out``.
+
+    The Python face of ``ppds fit``; the matrix runner calls :func:`fit_and_save`
+    with the same arguments for each cell.
+    """
+    from pydantic import ValidationError
+
+    from ..registry import get_registry
+
+    try:
+        budget = PrivacyBudget(epsilon=epsilon, delta=delta)
+    except ValidationError as err:
+        raise ConfigError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    gen_cls = get_registry().get(generator, "generator")
+    gen_config = gen_cls.validate_config(config, where=f"{generator}.config")
+    if smoke:
+        gen_config = gen_cls.smoke_config(gen_config)
+    if public is None and gen_cls.uses_public_data:
+        log.warning("%s uses public data but no public dataset was named (--public)", generator)
+    splits = load_splits(dataset, dataset_config, public, smoke)
+    ctx = FitContext(seed=seed, public=splits.public, trainer=dict(trainer or {}), accountant=accountant,
+                     progress=progress)
+    return fit_and_save(gen_cls, gen_config, splits.private, budget, ctx, Path(out), samples, seed)

@@ -1,0 +1,466 @@
+"""Run a matrix: cells in order, each fitted once, measured, recorded, resumable.
+
+The runner's promises (docs/matrix.md):
+
+- *cached*: a measurement whose hash already has an ``ok`` or ``skipped`` row
+  is not recomputed; a cell whose measurements are all cached is not even
+  loaded; a fitted model (``fit.json`` present) is loaded, not refitted.
+- *isolated*: an exception in a fit or a measurement becomes a ``failed`` row
+  (traceback in ``run.log``) and the run goes on; exit code 1 at the end.
+- *shardable*: ``--shard i/n`` keeps the cells whose config hash is ``i-1``
+  modulo ``n``; all shards may append to one folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..errors import ConfigError, PpdsError, SkipMeasurement
+from ..imageset import ImageSet, Splits
+from ..interfaces import DatasetProvider, EvalContext, FitContext, Generator, Measurement
+from .cells import Cell, expand_cells, in_shard, measurement_id, parse_shard
+from .config import ResolvedMatrix, ResolvedPlugin, check_datasets_available, load_matrix
+from .fit import FitOutcome, fit_and_save, load_fitted
+from .results import RESULTS_FILE, append_rows, read_results
+
+__all__ = ["run_matrix", "RunSummary", "unmet_need"]
+
+log = logging.getLogger("ppds.matrix")
+
+#: row statuses that count as done: a re-run leaves them alone (failed ones are retried)
+DONE = ("ok", "skipped")
+_KNOWN_NEEDS = {"dp-sgd", "labels", "public", "shadow-models"}
+
+
+@dataclass
+class RunSummary:
+    """What one ``run_matrix`` call did (the CLI prints it; tests count on it)."""
+
+    out: Path | None
+    cells: list[Cell]
+    check_only: bool = False
+    fits: int = 0
+    loaded: int = 0
+    computed: int = 0
+    cached: int = 0
+    skipped: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def unmet_need(needs: frozenset[str] | set[str], cell: Cell, outcome: FitOutcome | None,
+               splits: Splits) -> str | None:
+    """Why a measurement cannot apply to this cell (None if it can)."""
+    gen_cls = cell.generator.cls if cell.generator else None
+    for need in sorted(needs):
+        if need == "dp-sgd":
+            if gen_cls is None:
+                return "needs DP-SGD parameters; the real-data reference has no generator"
+            if not gen_cls.trains_with_dp_sgd:
+                return f"needs DP-SGD parameters; {gen_cls.name!r} does not train with the DP-SGD engine"
+            if not cell.budget.is_private:
+                return "needs DP-SGD parameters; this cell is the non-private (ε=∞) reference"
+            if outcome is None or outcome.ledger.dp_sgd() is None:
+                return "needs DP-SGD parameters; the generator's ledger lists no DP-SGD spend"
+        elif need == "labels":
+            if gen_cls is not None and not getattr(gen_cls, "class_conditional", True):
+                return f"needs class-conditional samples; {gen_cls.name!r} is unconditional"
+            if outcome is not None and outcome.samples.num_classes < 2:
+                return "needs class-conditional samples; the samples carry a single class"
+        elif need == "public":
+            if splits.public is None:
+                return "needs public data; give the dataset a `public:` set in the matrix"
+        elif need == "shadow-models":
+            if gen_cls is None:
+                return "needs shadow models; the real-data reference has no generator to retrain"
+        else:
+            return f"needs {need!r}, which this version of ppds cannot provide (known: {sorted(_KNOWN_NEEDS)})"
+    return None
+
+
+class _Progress:
+    """Rich progress bars for cells and training steps (or nothing, with --quiet)."""
+
+    def __init__(self, quiet: bool, total: int):
+        self.bar = None
+        if quiet:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        from ..cli._output import err_console
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=err_console, transient=False)
+        self.bar.start()
+        self.cells = self.bar.add_task("cells", total=total)
+        self.train = self.bar.add_task("training", total=1, visible=False)
+
+    def cell(self, label: str) -> None:
+        if self.bar:
+            self.bar.update(self.cells, description=f"cells · {label}")
+
+    def cell_done(self) -> None:
+        if self.bar:
+            self.bar.advance(self.cells)
+
+    def training(self, label: str) -> Callable[[int, int, dict[str, Any]], None] | None:
+        if not self.bar:
+            return None
+        bar, task = self.bar, self.train
+        bar.reset(task, total=1, visible=True, description=f"  training {label}")
+
+        def report(step: int, total: int, info: dict[str, Any]) -> None:
+            extra = f" ε={info['epsilon']:.3g}" if isinstance(info.get("epsilon"), int | float) else ""
+            bar.update(task, completed=step, total=max(total, 1), description=f"  training {label}{extra}")
+
+        return report
+
+    def training_done(self) -> None:
+        if self.bar:
+            self.bar.update(self.train, visible=False)
+
+    def stop(self) -> None:
+        if self.bar:
+            self.bar.stop()
+
+
+class _RunLog:
+    """Python logging of ``ppds`` (and first-party plugins) into ``DIR/run.log``."""
+
+    NAMES = ("ppds", "ppds_plugins", "ppds_core")
+
+    def __init__(self, out: Path):
+        self.handler = logging.FileHandler(out / "run.log", encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.saved: list[tuple[logging.Logger, int]] = []
+
+    def __enter__(self) -> _RunLog:
+        for name in self.NAMES:
+            lg = logging.getLogger(name)
+            self.saved.append((lg, lg.level))
+            lg.addHandler(self.handler)
+            if lg.level == logging.NOTSET or lg.level > logging.INFO:
+                lg.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for lg, level in self.saved:
+            lg.removeHandler(self.handler)
+            lg.setLevel(level)
+        self.handler.close()
+
+
+class _Runner:
+    def __init__(self, matrix: ResolvedMatrix, out: Path, progress: _Progress, summary: RunSummary):
+        self.matrix = matrix
+        self.out = out
+        self.progress = progress
+        self.summary = summary
+        self.results = out / RESULTS_FILE
+        self.cache_dir = out / "cache"
+        self.cache_dir.mkdir(exist_ok=True)
+        self.done = {r["measurement"]: r["status"] for r in read_results(out)
+                     if r.get("measurement") and r.get("status") in DONE}
+        self._data: dict[int, tuple[Splits, str]] = {}
+
+    # ------------------------------------------------------------------ data
+
+    def data(self, cell: Cell) -> tuple[Splits, str]:
+        if cell.dataset_index not in self._data:
+            d = cell.dataset
+            public = None
+            if d.public is not None:
+                pub = d.public.cls(d.public.config)
+                assert isinstance(pub, DatasetProvider)
+                public = pub.load()[0]
+            provider = d.plugin.cls(d.plugin.config)
+            assert isinstance(provider, DatasetProvider)
+            splits = provider.splits(public=public)
+            self._data[cell.dataset_index] = (splits, splits.fingerprint())
+        return self._data[cell.dataset_index]
+
+    # ------------------------------------------------------------------ rows
+
+    def _row(self, cell: Cell, cell_id: str, ev: ResolvedPlugin, mid: str, batch: str,
+             outcome: FitOutcome | None, **fields: Any) -> dict[str, Any]:
+        spent = outcome.ledger.epsilon_spent if outcome is not None else cell.epsilon
+        row: dict[str, Any] = {
+            "cell": cell_id,
+            "dataset": cell.dataset_name,
+            "generator": cell.generator_name,
+            "epsilon": cell.epsilon,
+            "epsilon_spent": spent,
+            "delta": cell.delta,
+            "seed": cell.seed,
+            "kind": ev.kind,
+            "name": ev.name,
+            "value": None,
+            "higher_is_better": getattr(ev.cls, "higher_is_better", None),
+            "status": "ok",
+            "error": None,
+            "ppds_version": __version__,
+            "measurement": mid,
+            "batch": batch,
+            "evaluator": ev.name,
+            "evaluator_version": ev.version,
+            "generator_version": cell.generator.version if cell.generator else None,
+            "public": cell.dataset.public.name if cell.dataset.public else None,
+            "matrix": self.matrix.config.name,
+            "smoke": cell.smoke,
+            "reference": cell.is_reference_data or not cell.budget.is_private,
+            "reference_data": cell.is_reference_data,
+        }
+        row.update(fields)
+        return row
+
+    def _measurement_rows(self, cell, cell_id, ev, mid, outcome, measurements: list[Measurement],
+                          seconds: float, workdir: Path) -> list[dict[str, Any]]:
+        batch = uuid.uuid4().hex[:12]
+        scores = workdir / "scores.npz"
+        common: dict[str, Any] = {"seconds": round(seconds, 3)}
+        if scores.exists():
+            common["scores"] = str(scores.relative_to(self.out))
+        rows = []
+        for m in measurements:
+            if not isinstance(m, Measurement):
+                raise TypeError(f"{ev.name}.evaluate() must return Measurement objects, got {type(m).__name__}")
+            extra = {(k if k not in self._reserved else f"extra_{k}"): v for k, v in m.extra.items()}
+            hib = m.higher_is_better if m.higher_is_better is not None else getattr(ev.cls, "higher_is_better", None)
+            rows.append(self._row(cell, cell_id, ev, mid, batch, outcome, name=m.name or ev.name,
+                                  value=m.value, higher_is_better=hib, **common, **extra))
+        return rows
+
+    _reserved = frozenset({"cell", "dataset", "generator", "epsilon", "epsilon_spent", "delta", "seed", "kind",
+                           "name", "value", "higher_is_better", "status", "error", "ppds_version",
+                           "measurement", "batch", "smoke", "reference", "reference_data", "evaluator"})
+
+    def _record(self, rows: list[dict[str, Any]], label: str) -> None:
+        append_rows(self.results, rows)
+        for r in rows:
+            if r["status"] == "failed":
+                self.summary.failed.append({"cell": r["cell"], "label": label, "name": r["name"],
+                                            "kind": r["kind"], "error": r["error"]})
+            elif r["status"] == "skipped":
+                self.summary.skipped += 1
+
+    # ------------------------------------------------------------------ one cell
+
+    def run_cell(self, cell: Cell) -> None:
+        label = cell.label()
+        self.progress.cell(label)
+        evaluators = [e for e in self.matrix.evaluators if not cell.is_reference_data or e.kind == "metric"]
+        try:
+            splits, fingerprint = self.data(cell)
+        except Exception as err:
+            self._fail_cell(cell, "-", evaluators, f"loading dataset {cell.dataset_name!r} failed", err)
+            return
+        cell_id = cell.cell_id(fingerprint)
+        cell_dir = self.out / "cells" / cell_id
+        pending = [(e, measurement_id(cell_id, e, cell.smoke)) for e in evaluators]
+        pending = [(e, mid) for e, mid in pending if mid not in self.done]
+        self.summary.cached += len(evaluators) - len(pending)
+        fitted = cell.is_reference_data or (cell_dir / "fit.json").exists()
+        if not pending and fitted:
+            log.info("%s: cached (%s), nothing to do", label, cell_id)
+            return
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        self._write_cell_json(cell, cell_id, cell_dir, fingerprint)
+
+        outcome: FitOutcome | None = None
+        if cell.is_reference_data:
+            synthetic = splits.private
+        else:
+            try:
+                outcome = self._fit(cell, cell_dir, splits, label)
+            except Exception as err:
+                self._fail_cell(cell, cell_id, [e for e, _ in pending], "generator fit failed", err)
+                return
+            synthetic = outcome.samples
+        for ev, mid in pending:
+            self._evaluate(cell, cell_id, cell_dir, ev, mid, splits, outcome, synthetic, label)
+
+    def _fit(self, cell: Cell, cell_dir: Path, splits: Splits, label: str) -> FitOutcome:
+        gen = cell.generator
+        assert gen is not None
+        gen_cls: type[Generator] = gen.cls  # type: ignore[assignment]
+        outcome = None
+        if (cell_dir / "fit.json").exists():
+            try:
+                outcome = load_fitted(gen_cls, cell_dir)
+                self.summary.loaded += 1
+                log.info("%s: loaded the fitted model from %s", label, cell_dir)
+            except Exception:
+                log.exception("%s: could not load the saved model; fitting again", label)
+                outcome = None
+        if outcome is None:
+            log.info("%s: fitting %s", label, gen.name)
+            ctx = FitContext(seed=cell.seed, public=splits.public, trainer=dict(self.matrix.config.trainer),
+                             workdir=cell_dir / "work", accountant=cell.accountant,
+                             progress=self.progress.training(label))
+            try:
+                outcome = fit_and_save(gen_cls, gen.config, splits.private, cell.budget, ctx, cell_dir,
+                                       cell.samples, cell.seed)
+            finally:
+                self.progress.training_done()
+            self.summary.fits += 1
+            log.info("%s: fitted in %.1fs, ε spent %s", label, outcome.seconds, outcome.ledger.epsilon_spent)
+        return outcome
+
+    def _fit_fresh(self, cell: Cell, splits: Splits, workdir: Path) -> Callable[[ImageSet, int], Generator]:
+        gen = cell.generator
+        assert gen is not None
+        trainer = dict(self.matrix.config.trainer)
+
+        def fit_fresh(private: ImageSet, seed: int) -> Generator:
+            model = gen.cls(gen.config)
+            assert isinstance(model, Generator)
+            shadow_dir = workdir / "shadow" / f"seed{seed}"
+            shadow_dir.mkdir(parents=True, exist_ok=True)
+            ctx = FitContext(seed=seed, public=splits.public, trainer=trainer, workdir=shadow_dir,
+                             accountant=cell.accountant)
+            ledger = model.fit(private, cell.budget, ctx)
+            model.ledger = ledger if ledger is not None else model.ledger
+            return model
+
+        return fit_fresh
+
+    def _evaluate(self, cell, cell_id, cell_dir, ev: ResolvedPlugin, mid: str, splits: Splits,
+                  outcome: FitOutcome | None, synthetic: ImageSet, label: str) -> None:
+        workdir = cell_dir / "eval" / f"{ev.kind}-{ev.name}"
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+        batch = uuid.uuid4().hex[:12]
+        reason = unmet_need(getattr(ev.cls, "needs", frozenset()), cell, outcome, splits)
+        if reason:
+            self._record([self._row(cell, cell_id, ev, mid, batch, outcome, status="skipped", error=reason)], label)
+            return
+        ctx = EvalContext(
+            splits=splits, synthetic=synthetic,
+            generator=outcome.generator if outcome else None,  # type: ignore[arg-type]
+            budget=cell.budget, ledger=outcome.ledger if outcome else None, seed=cell.seed,
+            cache_dir=self.cache_dir, workdir=workdir, trainer=dict(self.matrix.config.trainer),
+            fit_fresh=self._fit_fresh(cell, splits, workdir) if outcome else None,
+        )
+        t0 = time.perf_counter()
+        try:
+            instance = ev.cls(ev.config)
+            measurements = instance.evaluate(ctx)  # type: ignore[attr-defined]
+            if not measurements:
+                raise ValueError(f"{ev.name}.evaluate() returned no measurement")
+            rows = self._measurement_rows(cell, cell_id, ev, mid, outcome, list(measurements),
+                                          time.perf_counter() - t0, workdir)
+        except SkipMeasurement as skip:
+            rows = [self._row(cell, cell_id, ev, mid, batch, outcome, status="skipped",
+                              error=str(skip) or "skipped", seconds=round(time.perf_counter() - t0, 3))]
+        except Exception as err:
+            log.error("%s: %s %s failed:\n%s", label, ev.kind, ev.name, traceback.format_exc())
+            rows = [self._row(cell, cell_id, ev, mid, batch, outcome, status="failed",
+                              error=f"{type(err).__name__}: {err}", seconds=round(time.perf_counter() - t0, 3))]
+        self._record(rows, label)
+        log.info("%s: %s %s → %s", label, ev.kind, ev.name,
+                 ", ".join(f"{r['name']}={r['value']:.4g}" if r["status"] == "ok" else f"{r['name']} {r['status']}"
+                           for r in rows))
+        self.summary.computed += 1
+
+    def _fail_cell(self, cell: Cell, cell_id: str, evaluators: list[ResolvedPlugin], what: str,
+                   err: BaseException) -> None:
+        log.error("%s: %s:\n%s", cell.label(), what, traceback.format_exc())
+        message = f"{what}: {type(err).__name__}: {err}"
+        self.summary.failed.append({"cell": cell_id, "label": cell.label(), "name": cell.generator_name,
+                                    "kind": "fit", "error": message})
+        batch = uuid.uuid4().hex[:12]
+        rows = [self._row(cell, cell_id, e, measurement_id(cell_id, e, cell.smoke), batch, None,
+                          status="failed", error=message) for e in evaluators]
+        append_rows(self.results, rows)
+
+    def _write_cell_json(self, cell: Cell, cell_id: str, cell_dir: Path, fingerprint: str) -> None:
+        import json
+
+        path = cell_dir / "cell.json"
+        if not path.exists():
+            from .cells import _canon
+
+            info = {"cell": cell_id, "key": cell.key, "label": cell.label(), "data_fingerprint": fingerprint,
+                    "spec": cell.spec()}
+            tmp = cell_dir / "cell.json.tmp"
+            tmp.write_text(json.dumps(_canon(info), indent=2, default=str))
+            tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run_matrix(
+    config: str | Path | dict[str, Any],
+    out: str | Path | None = None,
+    shard: str | tuple[int, int] | None = None,
+    smoke: bool = False,
+    check: bool = False,
+    quiet: bool = True,
+) -> RunSummary:
+    """Validate ``config``, then (unless ``check``) run its cells into ``out``.
+
+    Returns a :class:`RunSummary`; ``summary.exit_code`` is 1 when anything
+    failed. A user mistake raises a :class:`~ppds_core.errors.PpdsError`
+    before any work starts.
+    """
+    t0 = time.perf_counter()
+    matrix = load_matrix(config, smoke=smoke)
+    shard_t = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
+    cells = [c for c in expand_cells(matrix) if in_shard(c, shard_t)]
+    check_datasets_available(matrix)
+    if check:
+        return RunSummary(out=Path(out) if out else None, cells=cells, check_only=True)
+    if out is None:
+        raise ConfigError("no output folder: pass --out DIR (or --check to only validate)")
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot create the output folder ({err.strerror})") from None
+    summary = RunSummary(out=out, cells=cells)
+    progress = _Progress(quiet, len(cells))
+    with _RunLog(out):
+        log.info("ppds %s: matrix %r from %s, %d cells%s%s", __version__, matrix.config.name, matrix.source,
+                 len(cells), f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "", ", smoke" if smoke else "")
+        runner = _Runner(matrix, out, progress, summary)
+        try:
+            for cell in cells:
+                runner.run_cell(cell)
+                progress.cell_done()
+        finally:
+            progress.stop()
+        summary.seconds = time.perf_counter() - t0
+        try:
+            from ..report.leaderboard import write_leaderboards
+
+            summary.outputs = write_leaderboards(out)
+        except PpdsError:
+            raise
+        except Exception:  # the numbers are on disk; a rendering bug must not hide them
+            log.exception("writing the leaderboard of %s failed", out)
+        log.info("done in %.1fs: %d fits, %d loaded, %d measurements computed, %d cached, %d failed",
+                 summary.seconds, summary.fits, summary.loaded, summary.computed, summary.cached,
+                 len(summary.failed))
+    return summary

@@ -1,0 +1,430 @@
+"""The leaderboard: results rows → one table, rendered as Markdown, HTML, CSV, JSON.
+
+One row per (dataset, generator, ε), mean ± std over seeds; one column per
+measurement name with ↑ / ↓ for higher / lower is better; the best private
+row of each column in bold. Reference rows — the non-private ε = ∞ recipe and
+the ``real-data`` row (metrics on the private split itself) — sit in their
+own table: they bound what DP generators can reach and must not win a column.
+
+Smoke rows (``--smoke``: training cut to a few steps) are never merged with
+real rows: a board is built from one kind only, and a smoke board says so in
+its title.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import ConfigError
+from ..matrix.results import read_results
+
+__all__ = ["Board", "build_board", "load_rows", "render", "render_rich", "write_leaderboards", "FORMATS"]
+
+FORMATS = ("md", "html", "csv", "json")
+SMOKE_TITLE = "SMOKE RUN — not a result (every training cut to a few steps)"
+
+
+@dataclass
+class Entry:
+    """One table cell: a measurement of one (dataset, generator, ε) over its seeds."""
+
+    mean: float | None = None
+    std: float | None = None
+    n_ok: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    error: str | None = None
+    best: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.n_ok:
+            return "ok"
+        if self.n_failed:
+            return "failed"
+        if self.n_skipped:
+            return "skipped"
+        return "missing"
+
+    def text(self) -> str:
+        if self.status == "ok":
+            s = f"{self.mean:.4g}" + (f" ± {self.std:.2g}" if self.std is not None else "")
+            bad = self.n_failed + self.n_skipped
+            if bad:
+                s += f" ({bad}/{bad + self.n_ok} {'failed' if self.n_failed else 'skipped'})"
+            return s
+        return {"failed": "failed", "skipped": "skipped", "missing": "—"}[self.status]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "n": self.n_ok, "failed": self.n_failed,
+                "skipped": self.n_skipped, "status": self.status, "best": self.best, "error": self.error}
+
+
+@dataclass
+class Column:
+    name: str
+    kind: str
+    higher_is_better: bool | None
+
+    @property
+    def header(self) -> str:
+        arrow = {True: " ↑", False: " ↓"}.get(self.higher_is_better, "")  # type: ignore[arg-type]
+        return f"{self.name}{arrow}"
+
+
+@dataclass
+class BoardRow:
+    dataset: str
+    generator: str
+    epsilon: float
+    epsilon_spent: float | None
+    seeds: int
+    reference: bool
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    @property
+    def epsilon_text(self) -> str:
+        if self.generator == "real-data":
+            return "— (real data)"
+        return "∞" if math.isinf(self.epsilon) else f"{self.epsilon:g}"
+
+    @property
+    def spent_text(self) -> str:
+        if self.epsilon_spent is None or self.generator == "real-data":
+            return ""
+        return "∞" if math.isinf(self.epsilon_spent) else f"{self.epsilon_spent:.3g}"
+
+
+@dataclass
+class Board:
+    title: str
+    smoke: bool
+    columns: list[Column]
+    rows: list[BoardRow]
+    sources: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+
+    @property
+    def main_rows(self) -> list[BoardRow]:
+        return [r for r in self.rows if not r.reference]
+
+    @property
+    def reference_rows(self) -> list[BoardRow]:
+        return [r for r in self.rows if r.reference]
+
+
+# --------------------------------------------------------------------------- building
+
+
+def load_rows(dirs: list[str | Path]) -> list[dict[str, Any]]:
+    """Current rows of every run folder, each tagged with the folder it came from."""
+    rows = []
+    for d in dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise ConfigError(f"{d}: no such run folder; pass the --out folder of a `ppds run`")
+        if not (d / "results.jsonl").exists():
+            raise ConfigError(f"{d}: no results.jsonl here; run `ppds run CONFIG --out {d}` first")
+        for r in read_results(d):
+            r["_run_dir"] = str(d)
+            rows.append(r)
+    return rows
+
+
+def _is_reference(r: dict[str, Any]) -> bool:
+    return bool(r.get("reference")) or r.get("generator") == "real-data" or math.isinf(r.get("epsilon", 0))
+
+
+def build_board(rows: list[dict[str, Any]], title: str | None = None) -> Board:
+    """Aggregate rows over seeds into a :class:`Board`; refuses smoke and real rows together."""
+    smoke_flags = {bool(r.get("smoke")) for r in rows}
+    if len(smoke_flags) > 1:
+        raise ConfigError("refusing to merge smoke-run rows with real rows into one leaderboard; "
+                          "render them separately (`ppds leaderboard DIR --smoke` shows the smoke rows)")
+    smoke = smoke_flags == {True}
+    matrices = sorted({str(r.get("matrix")) for r in rows if r.get("matrix")})
+    if title is None:
+        title = "ppds leaderboard" + (f" — {', '.join(matrices)}" if matrices else "")
+    if smoke:
+        title = f"{SMOKE_TITLE} — {title}"
+    board = Board(title=title, smoke=smoke, columns=[], rows=[],
+                  sources=sorted({r["_run_dir"] for r in rows if "_run_dir" in r}))
+    if not rows:
+        return board
+    df = pd.DataFrame(rows)
+    df["reference"] = [_is_reference(r) for r in rows]
+    df["_order_kind"] = df["kind"].map({"metric": 0, "attack": 1}).fillna(2)
+
+    seen: dict[str, Column] = {}
+    for _, r in df.sort_values("_order_kind", kind="stable").iterrows():
+        name = r["name"]
+        hib = r.get("higher_is_better")
+        hib = None if hib is None or (isinstance(hib, float) and math.isnan(hib)) else bool(hib)
+        if name not in seen:
+            seen[name] = Column(name, r["kind"], hib)
+        elif seen[name].higher_is_better is None and hib is not None:
+            seen[name].higher_is_better = hib
+    board.columns = list(seen.values())
+
+    datasets = list(dict.fromkeys(df["dataset"]))
+    generators = list(dict.fromkeys(g for g in df["generator"] if g != "real-data")) + ["real-data"]
+    keys = df[["dataset", "generator", "epsilon"]].drop_duplicates().itertuples(index=False)
+    ordered = sorted(keys, key=lambda k: (datasets.index(k[0]), generators.index(k[1]), k[2]))
+    for dataset, generator, eps in ordered:
+        part = df[(df["dataset"] == dataset) & (df["generator"] == generator) & (df["epsilon"] == eps)]
+        spent = pd.to_numeric(part["epsilon_spent"], errors="coerce").dropna()
+        row = BoardRow(dataset, generator, float(eps), float(spent.mean()) if len(spent) else None,
+                       int(part["seed"].nunique()), bool(part["reference"].any()))
+        for name, m in part.groupby("name", sort=False):
+            ok = pd.to_numeric(m.loc[m["status"] == "ok", "value"], errors="coerce").dropna()
+            errors = m.loc[m["status"] != "ok", "error"].dropna()
+            row.entries[name] = Entry(
+                mean=float(ok.mean()) if len(ok) else None,
+                std=float(ok.std(ddof=1)) if len(ok) > 1 else None,
+                n_ok=len(ok), n_failed=int((m["status"] == "failed").sum()),
+                n_skipped=int((m["status"] == "skipped").sum()),
+                error=str(errors.iloc[0]) if len(errors) else None,
+            )
+        board.rows.append(row)
+    _mark_best(board)
+    _collect_notes(board, df)
+    return board
+
+
+def _mark_best(board: Board) -> None:
+    for col in board.columns:
+        if col.higher_is_better is None:
+            continue
+        for dataset in dict.fromkeys(r.dataset for r in board.main_rows):
+            cand = [r.entries[col.name] for r in board.main_rows
+                    if r.dataset == dataset and col.name in r.entries and r.entries[col.name].mean is not None]
+            if not cand:
+                continue
+            pick = max if col.higher_is_better else min
+            best = pick(e.mean for e in cand)  # type: ignore[type-var]
+            for e in cand:
+                e.best = math.isclose(e.mean, best, rel_tol=1e-12, abs_tol=1e-15)  # type: ignore[arg-type]
+
+
+def _collect_notes(board: Board, df: pd.DataFrame) -> None:
+    bad = df[df["status"].isin(["failed", "skipped"])]
+    seen = set()
+    for _, r in bad.iterrows():
+        eps = "∞" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}"
+        note = f"{r['status']}: {r['dataset']} / {r['generator']} / ε={eps} / seed {r['seed']} — {r['name']}: {r['error']}"
+        if note not in seen:
+            seen.add(note)
+            board.notes.append(note)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _table_md(board: Board, rows: list[BoardRow]) -> list[str]:
+    head = ["dataset", "generator", "ε", "ε spent", "seeds"] + [c.header for c in board.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r.dataset, r.generator, r.epsilon_text, r.spent_text, str(r.seeds)]
+        for c in board.columns:
+            e = r.entries.get(c.name, Entry())
+            cells.append(f"**{e.text()}**" if e.best else e.text())
+        lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+    return lines
+
+
+def render_md(board: Board) -> str:
+    out = [f"# {board.title}", ""]
+    if board.smoke:
+        out += ["> **Smoke run.** Training was cut to a few steps to check the matrix end to end; "
+                "these numbers say nothing about the methods.", ""]
+    if not board.rows:
+        return "\n".join(out + ["No results yet.", ""])
+    out += ["↑ higher is better, ↓ lower is better; **bold** = best private row of its dataset; "
+            "mean ± std over seeds.", ""]
+    out += _table_md(board, board.main_rows) if board.main_rows else ["No private rows."]
+    if board.reference_rows:
+        out += ["", "## Reference rows", "",
+                "Not competitors: ε = ∞ is each recipe without DP; `real-data` evaluates the metrics "
+                "on the private split itself.", ""]
+        out += _table_md(board, board.reference_rows)
+    if board.notes:
+        out += ["", "## Failed and skipped", ""] + [f"- {n}" for n in board.notes]
+    if board.sources:
+        out += ["", "Sources: " + ", ".join(f"`{s}`" for s in board.sources)]
+    return "\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f0f0f0;cursor:pointer;user-select:none}
+td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}
+td.best{font-weight:bold;background:#e8f5e9}td.failed{color:#b00020}td.skipped{color:#888}
+.smoke{background:#fff3cd;border:1px solid #e0c060;padding:.6em}
+img{max-width:480px;margin:4px;border:1px solid #ddd}
+.plots{display:flex;flex-wrap:wrap}"""
+
+_JS = """document.querySelectorAll('table.sortable th').forEach(function(th,i){th.addEventListener('click',
+function(){var t=th.closest('table'),b=t.tBodies[0],rs=Array.from(b.rows),asc=th.dataset.asc!=='1';
+th.dataset.asc=asc?'1':'0';rs.sort(function(x,y){var a=x.cells[i].dataset.v||x.cells[i].textContent,
+c=y.cells[i].dataset.v||y.cells[i].textContent,fa=parseFloat(a),fc=parseFloat(c);
+var r=(!isNaN(fa)&&!isNaN(fc))?fa-fc:a.localeCompare(c);return asc?r:-r;});
+rs.forEach(function(r){b.appendChild(r);});});});"""
+
+
+def _table_html(board: Board, rows: list[BoardRow]) -> str:
+    esc = html.escape
+    head = ["dataset", "generator", "ε", "ε spent", "seeds"] + [c.header for c in board.columns]
+    out = ['<table class="sortable"><thead><tr>' + "".join(f"<th>{esc(h)}</th>" for h in head)
+           + "</tr></thead><tbody>"]
+    for r in rows:
+        eps_v = "1e308" if math.isinf(r.epsilon) else f"{r.epsilon}"
+        tds = [f"<td>{esc(r.dataset)}</td>", f"<td>{esc(r.generator)}</td>",
+               f'<td data-v="{eps_v}">{esc(r.epsilon_text)}</td>', f"<td>{esc(r.spent_text)}</td>",
+               f"<td>{r.seeds}</td>"]
+        for c in board.columns:
+            e = r.entries.get(c.name, Entry())
+            cls = "best" if e.best else e.status
+            title = f' title="{esc(e.error)}"' if e.error else ""
+            v = f' data-v="{e.mean}"' if e.mean is not None else ""
+            body = f"<strong>{esc(e.text())}</strong>" if e.best else esc(e.text())
+            tds.append(f'<td class="{cls}"{v}{title}>{body}</td>')
+        out.append("<tr>" + "".join(tds) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def render_html(board: Board) -> str:
+    esc = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{esc(board.title)}</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>{esc(board.title)}</h1>"]
+    if board.smoke:
+        parts.append('<p class="smoke"><b>Smoke run.</b> Training was cut to a few steps to check the matrix '
+                     "end to end; these numbers say nothing about the methods.</p>")
+    if not board.rows:
+        parts.append("<p>No results yet.</p>")
+    else:
+        parts.append("<p>↑ higher is better, ↓ lower is better; <b>bold</b> = best private row of its dataset; "
+                     "mean ± std over seeds. Click a column header to sort.</p>")
+        parts.append(_table_html(board, board.main_rows) if board.main_rows else "<p>No private rows.</p>")
+        if board.reference_rows:
+            parts.append("<h2>Reference rows</h2><p>Not competitors: ε = ∞ is each recipe without DP; "
+                         "<code>real-data</code> evaluates the metrics on the private split itself.</p>")
+            parts.append(_table_html(board, board.reference_rows))
+    if board.notes:
+        parts.append("<h2>Failed and skipped</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in board.notes) + "</ul>")
+    if board.plots:
+        parts.append('<h2>Plots</h2><div class="plots">')
+        for p in board.plots:
+            data = base64.b64encode(Path(p).read_bytes()).decode()
+            parts.append(f'<figure><img alt="{esc(Path(p).stem)}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{esc(Path(p).stem)}</figcaption></figure>")
+        parts.append("</div>")
+    if board.sources:
+        parts.append("<p>Sources: " + ", ".join(f"<code>{esc(s)}</code>" for s in board.sources) + "</p>")
+    parts.append(f"<script>{_JS}</script></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _flat(board: Board) -> list[dict[str, Any]]:
+    out = []
+    for r in board.rows:
+        d: dict[str, Any] = {"dataset": r.dataset, "generator": r.generator,
+                             "epsilon": "inf" if math.isinf(r.epsilon) else r.epsilon,
+                             "epsilon_spent": None if r.epsilon_spent is None else
+                             ("inf" if math.isinf(r.epsilon_spent) else r.epsilon_spent),
+                             "seeds": r.seeds, "reference": r.reference, "smoke": board.smoke}
+        for c in board.columns:
+            e = r.entries.get(c.name, Entry())
+            d[c.name] = e.mean
+            d[f"{c.name} std"] = e.std
+            d[f"{c.name} status"] = e.status
+            d[f"{c.name} best"] = e.best
+        out.append(d)
+    return out
+
+
+def render_csv(board: Board) -> str:
+    return pd.DataFrame(_flat(board)).to_csv(index=False)
+
+
+def render_json(board: Board) -> str:
+    rows = []
+    for r, flat in zip(board.rows, _flat(board), strict=True):
+        rows.append({k: flat[k] for k in ("dataset", "generator", "epsilon", "epsilon_spent", "seeds", "reference")}
+                    | {"values": {c.name: r.entries.get(c.name, Entry()).to_dict() for c in board.columns}})
+    data = {"title": board.title, "smoke": board.smoke,
+            "columns": [{"name": c.name, "kind": c.kind, "higher_is_better": c.higher_is_better}
+                        for c in board.columns],
+            "rows": rows, "notes": board.notes, "sources": board.sources}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def render(board: Board, fmt: str) -> str:
+    renderers = {"md": render_md, "html": render_html, "csv": render_csv, "json": render_json}
+    if fmt not in renderers:
+        raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    return renderers[fmt](board)
+
+
+def render_rich(board: Board):
+    """A rich Table for the terminal (reference rows after a section break)."""
+    from rich.table import Table
+
+    t = Table(title=board.title, show_lines=False)
+    for h in ["dataset", "generator", "ε", "ε spent", "seeds"] + [c.header for c in board.columns]:
+        t.add_column(h)
+    for i, group in enumerate((board.main_rows, board.reference_rows)):
+        if i and group:
+            t.add_section()
+        for r in group:
+            cells = [r.dataset, r.generator, r.epsilon_text, r.spent_text, str(r.seeds)]
+            for c in board.columns:
+                e = r.entries.get(c.name, Entry())
+                style = {"failed": "red", "skipped": "dim"}.get(e.status)
+                text = e.text()
+                cells.append(f"[bold green]{text}[/]" if e.best else f"[{style}]{text}[/]" if style else text)
+            t.add_row(*cells)
+    return t
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _write(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def write_leaderboards(run_dir: str | Path) -> list[Path]:
+    """Plots and ``leaderboard.{md,html,csv,json}`` of a run folder (smoke rows apart).
+
+    Real rows → ``leaderboard.*`` and ``plots/``; smoke rows →
+    ``leaderboard-smoke.*`` and ``plots-smoke/``.
+    """
+    from .plots import make_plots
+
+    run_dir = Path(run_dir)
+    rows = load_rows([run_dir])
+    written: list[Path] = []
+    for smoke, stem, plots in ((False, "leaderboard", "plots"), (True, "leaderboard-smoke", "plots-smoke")):
+        part = [r for r in rows if bool(r.get("smoke")) == smoke]
+        if not part and smoke:
+            continue
+        board = build_board(part)
+        board.plots = make_plots(part, run_dir / plots)
+        written += board.plots
+        for fmt in FORMATS:
+            written.append(_write(run_dir / f"{stem}.{fmt}", render(board, fmt)))
+    return written
