@@ -329,9 +329,9 @@ def calibrate_noise_multiplier(
             # PRV fails only where ε is enormous (tiny σ): certainly over budget
             return False
 
-    def bisect(lo: float, hi: float, ok) -> float:
-        """Smallest feasible σ in (lo, hi] to rtol, given ok(hi) and not ok(lo)."""
-        while hi - lo > rtol * hi:
+    def bisect(lo: float, hi: float, ok, tol: float) -> float:
+        """Smallest feasible σ in (lo, hi] to tol, given ok(hi) and not ok(lo)."""
+        while hi - lo > tol * hi:
             mid = math.sqrt(lo * hi)
             if ok(mid):
                 hi = mid
@@ -354,7 +354,7 @@ def calibrate_noise_multiplier(
         # 2) RDP's answer is an upper end for PRV's; narrow it cheaply first
         lo = hi / 2
         if eps(lo, "rdp") > target_epsilon:
-            hi = bisect(lo, hi, lambda s: eps(s, "rdp") <= target_epsilon)
+            hi = bisect(lo, hi, lambda s: eps(s, "rdp") <= target_epsilon, tol=1e-2)
         while not feasible(hi):  # pragma: no cover - PRV ≤ RDP by construction
             hi *= 1.1
     # 3) step down until infeasible under the requested accountant
@@ -381,7 +381,7 @@ def calibrate_noise_multiplier(
     while candidate < hi and not feasible(candidate):
         candidate = min(hi, candidate * (1 + rtol / 4))
     hi = candidate
-    sigma = float(np.nextafter(hi, math.inf))
+    sigma = float(hi)
     if not feasible(sigma):  # pragma: no cover - guarded by the invariant
         raise BudgetError(f"calibration failed to verify sigma={sigma} for epsilon={target_epsilon}")
     return sigma
