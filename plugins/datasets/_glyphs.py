@@ -145,10 +145,14 @@ def _render(
     supersample = max(2, math.ceil(32 / image_size))
     big = image_size * supersample
     out = torch.empty(n, 1, image_size, image_size)
+    # pixel-centre coordinates in [-1, 1] (F.affine_grid's, without its per-image copy of them)
+    axis = (torch.arange(big, dtype=torch.float32) * 2 + 1) / big - 1
+    ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+    base = torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones(big * big)], 1)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         masters = bank[labels[start:stop], strokes[start:stop]].unsqueeze(1)
-        grid = F.affine_grid(thetas[start:stop], [stop - start, 1, big, big], align_corners=False)
+        grid = (thetas[start:stop] @ base.T).transpose(1, 2).reshape(stop - start, big, big, 2)
         warped = F.grid_sample(masters, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         out[start:stop] = F.avg_pool2d(warped, supersample)
     return out.clamp_(0.0, 1.0), labels
