@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ppds_plugins.attacks.audit import DPSGDAudit, EngineStep, audit_llr
 
-from ppds_core.privacy import _grad_modes
+from ppds_core.privacy import engine
 from ppds_core.privacy.accounting import calibrate_noise_multiplier
 from ppds_core.privacy.ledger import DPSGDSpend
 
@@ -44,12 +44,12 @@ def test_correct_engine_at_epsilon_one_passes():
 
 
 def test_noiseless_engine_claiming_epsilon_one_is_flagged(monkeypatch):
-    real = _grad_modes.make_dp_optimizer
+    real = engine.make_dp_optimizer
 
     def broken(optimizer, **kw):  # a bug: the noise multiplier never reaches the optimizer
         return real(optimizer, **{**kw, "noise_multiplier": 0.0})
 
-    monkeypatch.setattr(_grad_modes, "make_dp_optimizer", broken)
+    monkeypatch.setattr(engine, "make_dp_optimizer", broken)
     rows = {r.name: r for r in DPSGDAudit(runs=500, chunk=500).audit(_spend(), DELTA, 1.0, seed=0)}
     assert rows["dpsgd-audit-epsilon-lb"].value > 1.0
     assert rows["dpsgd-audit-epsilon-violation"].value == 1.0

@@ -4,9 +4,9 @@ Why: a ledger's ε is a *claim* computed from (σ, C, q, T). An implementation
 bug (noise never added, noise scaled by the wrong C, clipping skipped) leaves
 the claim unchanged. This audit runs the engine's own privatized step —
 per-sample gradients, flat clipping to C and the Opacus optimizer's Gaussian
-noise, built by ``ppds_core.privacy._grad_modes`` exactly as the engine
-builds them — and measures how well an adversary distinguishes training with
-and without a canary example (Nasr et al. 2021; Jagielski et al. 2020).
+noise, built from the very names ``ppds_core.privacy.engine`` builds its
+private step from (``engine.PerSampleGradients``, ``engine.make_dp_optimizer``)
+— and measures how well an adversary distinguishes training with and without a canary example (Nasr et al. 2021; Jagielski et al. 2020).
 
 Construction (vectorised: one model step audits many runs at once). A linear
 model ``w ∈ R^{2n}`` (no bias) with loss ``w·x`` has per-sample gradient x.
@@ -54,7 +54,7 @@ from ppds_core import hookimpl
 from ppds_core.errors import SkipMeasurement
 from ppds_core.evaluation import membership_measurements, write_scores
 from ppds_core.interfaces import Attack, EvalContext, Measurement, PluginConfig
-from ppds_core.privacy import _grad_modes
+from ppds_core.privacy import engine
 from ppds_core.privacy.accounting import gdp_epsilon
 from ppds_core.privacy.ledger import DPSGDSpend
 
@@ -76,9 +76,9 @@ class EngineStep:
         torch.manual_seed(seed)  # Opacus draws noise from the global RNG when generator is None
         self.model = nn.Linear(2 * n, 1, bias=False)
         nn.init.zeros_(self.model.weight)
-        self.psg = _grad_modes.PerSampleGradients(self.model, grad_sample_mode, self.C)
+        self.psg = engine.PerSampleGradients(self.model, grad_sample_mode, self.C)
         sgd = torch.optim.SGD(self.model.parameters(), lr=1.0)
-        self.optimizer = _grad_modes.make_dp_optimizer(
+        self.optimizer = engine.make_dp_optimizer(
             sgd, mode=grad_sample_mode, noise_multiplier=float(noise_multiplier),
             max_grad_norm=self.C, expected_batch_size=1.0, distributed=False,
             generator=torch.Generator().manual_seed(seed), secure_mode=False,
