@@ -6,7 +6,8 @@ the claim unchanged. This audit runs the engine's own privatized step —
 per-sample gradients, flat clipping to C and the Opacus optimizer's Gaussian
 noise, built from the very names ``ppds_core.privacy.engine`` builds its
 private step from (``engine.PerSampleGradients``, ``engine.make_dp_optimizer``)
-— and measures how well an adversary distinguishes training with and without a canary example (Nasr et al. 2021; Jagielski et al. 2020).
+— and measures how well an adversary distinguishes training with and without
+a canary example (Nasr et al. 2021; Jagielski et al. 2020).
 
 Construction (vectorised: one model step audits many runs at once). A linear
 model ``w ∈ R^{2n}`` (no bias) with loss ``w·x`` has per-sample gradient x.
