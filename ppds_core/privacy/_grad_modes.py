@@ -1,0 +1,198 @@
+"""Per-sample gradients for one private module, in each of Opacus' four modes.
+
+The engine needs one thing from a grad-sample mode: given the per-sample
+losses of a batch, leave on every private parameter what the matching Opacus
+optimizer clips and noises (``p.grad_sample`` for hooks / functorch / ew, the
+already-clipped sum in ``p.grad`` for ghost). Everything mode-specific lives
+here so the engine's step is one call.
+
+All modes attach to the author's module *in place* (no wrapper module in the
+LightningModule's tree: a ``GradSampleModule`` stored as an attribute of the
+LightningModule recurses forever, and under DDP a wrapper is what makes
+replicas drift). Per-sample losses are summed before backward
+(``loss_reduction="sum"`` on the hooks), so row *i* of every per-sample
+gradient is exactly ∇ loss_i however many forward calls built the losses; the
+optimizer then divides by the expected batch size (``"mean"``), as Opacus does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+__all__ = ["GRAD_SAMPLE_MODES", "PerSampleGradients", "make_dp_optimizer"]
+
+#: hooks: Opacus' per-layer formulas; functorch: torch.func.vmap for every layer;
+#: ghost: ghost clipping (norms without materialising per-sample gradients, two
+#: backward passes); ew: torch's ExpandedWeights (fails on some models, e.g. diffusers' UNet)
+GRAD_SAMPLE_MODES: tuple[str, ...] = ("hooks", "functorch", "ghost", "ew")
+
+
+class PerSampleGradients:
+    """Per-sample gradient machinery of one mode, attached to ``module`` in place."""
+
+    def __init__(self, module: nn.Module, mode: str, max_grad_norm: float) -> None:
+        if mode not in GRAD_SAMPLE_MODES:
+            raise ValueError(f"unknown grad-sample mode {mode!r}; choose one of {GRAD_SAMPLE_MODES}")
+        _validate(module)
+        self.module = module
+        self.mode = mode
+        self.max_grad_norm = max_grad_norm
+        self._hooks = None
+        self._ew = None
+        if mode in ("hooks", "functorch"):
+            from opacus.grad_sample import GradSampleHooks
+
+            self._hooks = GradSampleHooks(
+                module, batch_first=True, loss_reduction="sum", force_functorch=mode == "functorch"
+            )
+        elif mode == "ghost":
+            from opacus.grad_sample import GradSampleHooksFastGradientClipping
+
+            self._hooks = GradSampleHooksFastGradientClipping(
+                module, batch_first=True, loss_reduction="sum",
+                max_grad_norm=max_grad_norm, use_ghost_clipping=True,
+            )
+        else:
+            self._ew = _ExpandedWeightsForward(module)
+        if self._hooks is not None:
+            self._hooks.forbid_grad_accumulation()  # Poisson batches are never accumulated
+
+    def backward(self, per_sample_losses: torch.Tensor, optimizer) -> None:
+        """Backward of the batch's per-sample losses, ready for ``optimizer.step()``."""
+        if self.mode == "ghost":
+            from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+
+            DPTensorFastGradientClipping(self._hooks, optimizer, per_sample_losses, "sum").backward()
+        else:
+            per_sample_losses.sum().backward()
+
+    @contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Forward/backward through the private module without per-sample bookkeeping."""
+        if self._hooks is not None:
+            self._hooks.disable_hooks()
+            try:
+                yield
+            finally:
+                self._hooks.enable_hooks()
+        else:
+            with self._ew.disabled():
+                yield
+
+    def clear_stale(self) -> None:
+        """Drop activations captured by forwards that were never backpropagated."""
+        for m in self.module.modules():
+            if hasattr(m, "activations"):
+                m.activations = []
+            if hasattr(m, "max_batch_len"):
+                del m.max_batch_len
+        for p in self.module.parameters():
+            if hasattr(p, "_current_grad_sample"):
+                del p._current_grad_sample
+            if hasattr(p, "_forward_counter"):
+                p._forward_counter = 0
+            p.grad_sample = None
+
+    def remove(self) -> None:
+        """Detach everything, leaving a plain module (e.g. before pickling or sampling)."""
+        if self._hooks is not None:
+            self._hooks.remove_hooks()
+            self._hooks = None
+        if self._ew is not None:
+            self._ew.remove()
+            self._ew = None
+        for p in self.module.parameters():
+            for attr in ("grad_sample", "_forward_counter", "_current_grad_sample", "_norm_sample"):
+                if hasattr(p, attr):
+                    delattr(p, attr)
+
+
+class _ExpandedWeightsForward:
+    """Routes the module's own forward through torch's ``call_for_per_sample_grads``.
+
+    ``ew`` has no hooks-only form in Opacus (it needs its wrapper's forward),
+    so the module's instance ``forward`` is replaced by one that calls the
+    original under ExpandedWeights when training with gradients enabled.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        from torch.nn.utils._per_sample_grad import call_for_per_sample_grads
+
+        self.module = module
+        self._original = module.forward
+        self._call = call_for_per_sample_grads
+        self._inside = False
+        self._enabled = True
+        module.forward = self._forward  # type: ignore[method-assign]
+
+    def _forward(self, *args, **kwargs):
+        if self._inside or not self._enabled or not self.module.training or not torch.is_grad_enabled():
+            return self._original(*args, **kwargs)
+        self._inside = True
+        try:
+            batch = args[0].shape[0]
+            return self._call(self.module, batch_size=batch, loss_reduction="sum")(*args, **kwargs)
+        finally:
+            self._inside = False
+
+    @contextmanager
+    def disabled(self) -> Iterator[None]:
+        self._enabled = False
+        try:
+            yield
+        finally:
+            self._enabled = True
+
+    def remove(self) -> None:
+        if self.module.__dict__.get("forward") == self._forward:
+            del self.module.forward
+
+
+def _validate(module: nn.Module) -> None:
+    """Refuse layers whose per-sample gradients are not per-sample (BatchNorm)."""
+    from opacus.validators import ModuleValidator
+
+    errors = ModuleValidator.validate(module, strict=False)
+    if errors:
+        raise ValueError(
+            "the private module cannot train with DP-SGD as built: "
+            + "; ".join(str(e) for e in errors)
+            + " (replace BatchNorm by GroupNorm, or call "
+            "opacus.validators.ModuleValidator.fix(module) when building it)"
+        )
+
+
+def make_dp_optimizer(
+    optimizer: torch.optim.Optimizer,
+    *,
+    mode: str,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    expected_batch_size: float,
+    distributed: bool,
+    generator: torch.Generator | None,
+    secure_mode: bool,
+):
+    """The Opacus optimizer for ``mode`` (ghost → FastGradientClipping variant).
+
+    ``expected_batch_size`` is the *per-rank* expected batch (global / world
+    size): the distributed optimizer sums clipped gradients, adds noise on
+    rank 0 only, all-reduces and divides by the world size, so the result is
+    (Σ clipped + N(0, σ²C²)) / (q·N) exactly as on one process.
+    """
+    from opacus.optimizers import get_optimizer_class
+
+    cls = get_optimizer_class(clipping="flat", distributed=distributed, grad_sample_mode=mode)
+    return cls(
+        optimizer,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        expected_batch_size=expected_batch_size,
+        loss_reduction="mean",
+        generator=generator,
+        secure_mode=secure_mode,
+    )
