@@ -99,6 +99,9 @@ def fit_and_save(
     fit_seconds = time.perf_counter() - t0
     samples = generator.sample(n_samples, seed=sample_seed)
     samples.save_npz(out_dir / "samples.npz")
+    # measure what was released: the saved 8-bit images, so a re-run that loads
+    # them sees exactly the pixels the first run measured
+    samples = ImageSet.load_npz(out_dir / "samples.npz", name=f"{gen_cls.name}/samples")
     try:
         from ..report.plots import sample_grid
 

@@ -354,6 +354,7 @@ class _Runner:
         reason = unmet_need(getattr(ev.cls, "needs", frozenset()), cell, outcome, splits)
         if reason:
             self._record([self._row(cell, cell_id, ev, mid, batch, outcome, status="skipped", error=reason)], label)
+            self.summary.computed += 1
             return
         ctx = EvalContext(
             splits=splits, synthetic=synthetic,

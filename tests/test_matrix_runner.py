@@ -1,0 +1,155 @@
+"""The runner: caching, failure isolation, sharding, smoke separation, the results schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import yaml
+from matrix_fakes import MATRIX, counts, install
+
+from ppds_core.cli import main
+from ppds_core.matrix import REQUIRED_KEYS, read_results, run_matrix
+from ppds_core.privacy.ledger import Ledger
+
+
+@pytest.fixture
+def fakes(monkeypatch, tmp_path):
+    return install(monkeypatch, tmp_path)
+
+
+def _events(tmp_path, prefix):
+    return [e for e in counts(tmp_path) if e.startswith(prefix)]
+
+
+def _key(rows):
+    return sorted((r["cell"], r["name"], r["status"], r["value"]) for r in rows)
+
+
+def test_first_run_rerun_is_a_no_op_and_one_changed_metric_recomputes_alone(fakes, tmp_path):
+    out = tmp_path / "out"
+    first = run_matrix(copy.deepcopy(MATRIX), out)
+    assert first.exit_code == 0 and first.failed == []
+    # 3 ε cells fitted once each; fake-mia trains one shadow model per cell (seed 123)
+    assert sorted(_events(tmp_path, "fit")) == sorted(
+        ["fit 1.0 0 2", "fit 10.0 0 2", "fit inf 0 2", "fit 1.0 123 2", "fit 10.0 123 2", "fit inf 123 2"])
+    rows = read_results(out)
+    names = {(r["generator"], r["name"]) for r in rows}
+    assert ("real-data", "fake-gap") in names and ("real-data", "fake-mia-auc") not in names
+    for r in rows:
+        assert set(REQUIRED_KEYS) <= r.keys()
+    for cell in {r["cell"] for r in rows if r["generator"] == "fake-gen"}:
+        d = out / "cells" / cell
+        assert (d / "model" / "fake.pt").exists() and (d / "samples.npz").exists()
+        assert (d / "samples.png").exists()
+        led = Ledger.read(d / "ledger.json")
+        assert led.epsilon_spent <= led.target_epsilon or math.isinf(led.target_epsilon)
+    n_events = len(counts(tmp_path))
+
+    again = run_matrix(copy.deepcopy(MATRIX), out)
+    assert again.fits == 0 and again.loaded == 0 and again.computed == 0
+    assert again.cached == first.computed
+    assert len(counts(tmp_path)) == n_events  # no fit, no load, no evaluation
+    assert _key(read_results(out)) == _key(rows)
+
+    changed = copy.deepcopy(MATRIX)
+    changed["metrics"][0]["config"] = {"scale": 2.0}  # fake-gap only
+    third = run_matrix(changed, out)
+    new = counts(tmp_path)[n_events:]
+    assert sorted(new) == sorted(["load"] * 3 + ["eval fake-gap 0"] * 4)  # 3 cells + real-data
+    assert third.fits == 0 and third.loaded == 3 and third.computed == 4
+    gaps = {r["cell"]: r["value"] for r in read_results(out) if r["name"] == "fake-gap"}
+    old = {r["cell"]: r["value"] for r in rows if r["name"] == "fake-gap"}
+    assert all(gaps[c] == pytest.approx(2 * old[c]) for c in old)
+
+
+def test_results_schema_capabilities_and_references(fakes, tmp_path):
+    out = tmp_path / "out"
+    run_matrix(copy.deepcopy(MATRIX), out)
+    raw = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    inf_rows = [r for r in raw if r["generator"] == "fake-gen" and r["epsilon"] == "inf"]
+    assert inf_rows and all(r["epsilon_spent"] == "inf" and r["reference"] for r in inf_rows)
+    rows = read_results(out)
+    by = {(r["generator"], r["epsilon"], r["name"]): r for r in rows}
+    # fake-rero needs DP-SGD: measured at ε=1 and 10, skipped with a reason at ε=∞ and for real data
+    assert by[("fake-gen", 1.0, "fake-rero")]["status"] == "ok"
+    skipped = by[("fake-gen", math.inf, "fake-rero")]
+    assert skipped["status"] == "skipped" and "non-private" in skipped["error"] and skipped["value"] is None
+    assert by[("real-data", math.inf, "fake-rero")]["status"] == "skipped"
+    acc = by[("fake-gen", 10.0, "fake-acc")]
+    assert acc["value"] == pytest.approx(10 / 11) and acc["higher_is_better"] is True
+    assert acc["ci_low"] == pytest.approx(10 / 11 - 0.1) and acc["seconds"] >= 0
+    assert by[("fake-gen", 10.0, "fake-acc-top2")]["status"] == "ok"
+    assert by[("fake-gen", 1.0, "fake-gap")]["higher_is_better"] is False
+    assert by[("fake-gen", 1.0, "fake-gap")]["epsilon_spent"] == pytest.approx(0.98)
+    mia = by[("fake-gen", 1.0, "fake-mia-auc")]
+    assert mia["kind"] == "attack" and (out / mia["scores"]).exists()
+    assert (out / "plots").is_dir() and list((out / "plots").glob("roc_*.png"))
+    assert list((out / "plots").glob("privacy-utility_*.png"))
+    assert list((out / "plots").glob("samples_*.png"))
+    for fmt in ("md", "html", "csv", "json"):
+        assert (out / f"leaderboard.{fmt}").exists()
+    assert "fake-gen" in (out / "run.log").read_text()
+
+
+def test_a_failing_metric_and_a_failing_fit_are_recorded_and_the_rest_completes(fakes, tmp_path, capsys):
+    m = copy.deepcopy(MATRIX)
+    m["metrics"] = [{"name": "boom"}, {"name": "fake-gap"}, {"name": "picky"}]
+    m["attacks"] = []
+    m["generators"].append({"name": "fake-gen", "epsilons": [5], "config": {"fail": True}})
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(m))
+    code = main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "kaboom" in err and "fake generator exploded" in err
+    rows = read_results(tmp_path / "out")
+    boom = [r for r in rows if r["name"] == "boom"]
+    assert boom and all(r["status"] == "failed" for r in boom)
+    assert all("kaboom" in r["error"] for r in boom if r["epsilon"] != 5)
+    gap = {(r["generator"], r["epsilon"]): r for r in rows if r["name"] == "fake-gap"}
+    assert all(gap[("fake-gen", e)]["status"] == "ok" for e in (1.0, 10.0, math.inf))
+    assert gap[("fake-gen", 5.0)]["status"] == "failed" and "generator fit failed" in gap[("fake-gen", 5.0)]["error"]
+    picky = [r for r in rows if r["name"] == "picky" and r["epsilon"] == 1.0]
+    assert picky[0]["status"] == "skipped" and "weights not found" in picky[0]["error"]
+    log = (tmp_path / "out" / "run.log").read_text()
+    assert "Traceback" in log and "RuntimeError: kaboom" in log
+    board = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "failed" in board and "kaboom" in board
+
+
+def test_two_shards_fill_one_folder_like_one_unsharded_run(fakes, tmp_path):
+    m = copy.deepcopy(MATRIX)
+    m["seeds"] = [0, 1]
+    m["attacks"] = []
+    whole = run_matrix(copy.deepcopy(m), tmp_path / "whole")
+    a = run_matrix(copy.deepcopy(m), tmp_path / "sharded", shard="1/2")
+    b = run_matrix(copy.deepcopy(m), tmp_path / "sharded", shard="2/2")
+    keys_a = {c.key for c in a.cells}
+    keys_b = {c.key for c in b.cells}
+    assert keys_a.isdisjoint(keys_b) and keys_a | keys_b == {c.key for c in whole.cells}
+    assert len(whole.cells) == 8  # 3 ε × 2 seeds + 2 real-data references
+    assert _key(read_results(tmp_path / "sharded")) == _key(read_results(tmp_path / "whole"))
+    lines = (tmp_path / "sharded" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(read_results(tmp_path / "whole"))  # no duplicates
+
+
+def test_smoke_rows_are_marked_and_get_their_own_leaderboard(fakes, tmp_path):
+    out = tmp_path / "out"
+    m = copy.deepcopy(MATRIX)
+    m["attacks"] = []
+    run_matrix(copy.deepcopy(m), out, smoke=True)
+    assert "fit 1.0 0 1" in counts(tmp_path)  # smoke_config cut steps 2 → 1
+    rows = read_results(out)
+    assert rows and all(r["smoke"] is True for r in rows)
+    assert "SMOKE RUN" in (out / "leaderboard-smoke.md").read_text()
+    assert "SMOKE RUN" in (out / "leaderboard-smoke.html").read_text()
+    run_matrix(copy.deepcopy(m), out)  # the real run into the same folder: new cells, own board
+    rows = read_results(out)
+    assert {r["smoke"] for r in rows} == {True, False}
+    real = (out / "leaderboard.md").read_text()
+    assert "SMOKE" not in real
+    assert json.loads((out / "leaderboard.json").read_text())["smoke"] is False
+    assert json.loads((out / "leaderboard-smoke.json").read_text())["smoke"] is True
