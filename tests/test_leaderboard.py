@@ -1,0 +1,117 @@
+"""Leaderboard from results rows: aggregation, best marks, references apart, formats, merge, smoke."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from ppds_core.cli import main
+from ppds_core.errors import ConfigError
+from ppds_core.matrix import append_rows
+from ppds_core.report.leaderboard import build_board, load_rows, render
+
+
+def _row(gen, eps, seed, name, value, hib, kind="metric", status="ok", error=None, smoke=False, dataset="d"):
+    return {"cell": f"{gen}-{eps}-{seed}", "dataset": dataset, "generator": gen, "epsilon": eps,
+            "epsilon_spent": eps * 0.9 if math.isfinite(eps) else math.inf, "delta": 1e-5, "seed": seed,
+            "kind": kind, "name": name, "value": value if status == "ok" else None, "higher_is_better": hib,
+            "status": status, "error": error, "ppds_version": "0.1.0", "smoke": smoke, "matrix": "t",
+            "measurement": f"{gen}-{eps}-{seed}-{name}", "batch": "b",
+            "reference": gen == "real-data" or not math.isfinite(eps),
+            "reference_data": gen == "real-data"}
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    a, b, s = tmp_path / "a", tmp_path / "b", tmp_path / "smoke"
+    for d in (a, b, s):
+        d.mkdir()
+    append_rows(a / "results.jsonl", [
+        _row("g1", 1.0, 0, "acc", 0.80, True), _row("g1", 1.0, 1, "acc", 0.90, True),
+        _row("g1", 1.0, 0, "fid", 30.0, False), _row("g1", 1.0, 1, "fid", 34.0, False),
+        _row("g1", 1.0, 0, "auc", 0.51, False, kind="attack"),
+        _row("g1", 1.0, 1, "auc", None, False, kind="attack", status="failed", error="RuntimeError: kaboom"),
+        _row("g1", math.inf, 0, "acc", 0.99, True), _row("g1", math.inf, 0, "fid", 5.0, False),
+        _row("g1", math.inf, 0, "auc", 0.9, False, kind="attack"),
+        _row("real-data", math.inf, 0, "acc", 1.0, True), _row("real-data", math.inf, 0, "fid", 0.5, False),
+    ])
+    append_rows(b / "results.jsonl", [
+        _row("g2", 1.0, 0, "acc", 0.70, True), _row("g2", 1.0, 0, "fid", 20.0, False),
+        _row("g2", 1.0, 0, "auc", None, False, kind="attack", status="skipped", error="needs DP-SGD parameters"),
+    ])
+    append_rows(s / "results.jsonl", [_row("g1", 1.0, 0, "acc", 0.1, True, smoke=True)])
+    return a, b, s
+
+
+def test_board_aggregates_marks_best_and_keeps_references_apart(dirs):
+    a, b, _ = dirs
+    board = build_board(load_rows([a, b]))
+    assert [c.header for c in board.columns] == ["acc ↑", "fid ↓", "auc ↓"]
+    main = {(r.generator, r.epsilon): r for r in board.main_rows}
+    refs = {(r.generator, r.epsilon): r for r in board.reference_rows}
+    assert set(main) == {("g1", 1.0), ("g2", 1.0)}
+    assert set(refs) == {("g1", math.inf), ("real-data", math.inf)}
+    acc = main[("g1", 1.0)].entries["acc"]
+    assert acc.mean == pytest.approx(0.85) and acc.std == pytest.approx(0.0707, abs=1e-4) and acc.n_ok == 2
+    assert acc.best and not main[("g2", 1.0)].entries["acc"].best
+    assert main[("g2", 1.0)].entries["fid"].best and not main[("g1", 1.0)].entries["fid"].best
+    # the references beat every private row but never take "best"
+    assert not refs[("g1", math.inf)].entries["acc"].best and not refs[("real-data", math.inf)].entries["fid"].best
+    auc = main[("g1", 1.0)].entries["auc"]
+    assert auc.n_ok == 1 and auc.n_failed == 1 and "1/2 failed" in auc.text()
+    assert main[("g2", 1.0)].entries["auc"].text() == "skipped"
+    assert any("kaboom" in n for n in board.notes)
+
+    md = render(board, "md")
+    main_part, ref_part = md.split("## Reference rows")
+    assert "**0.85 ± 0.071**" in main_part and "**20**" in main_part
+    assert "real-data" not in main_part and "| ∞ |" not in main_part
+    assert "real-data" in ref_part and "| ∞ |" in ref_part
+    assert "skipped" in md and "failed" in md
+
+
+def test_all_formats_through_the_cli_merge_two_folders(dirs, tmp_path, capsys):
+    a, b, _ = dirs
+    for fmt in ("md", "html", "csv", "json"):
+        out = tmp_path / f"board.{fmt}"
+        assert main(["leaderboard", str(a), str(b), "--format", fmt, "--output", str(out)]) == 0
+        assert out.stat().st_size > 0
+    csv = pd.read_csv(io.StringIO((tmp_path / "board.csv").read_text()))
+    assert set(csv["generator"]) == {"g1", "g2", "real-data"}
+    assert csv.loc[csv["generator"] == "g2", "fid best"].item()
+    data = json.loads((tmp_path / "board.json").read_text())
+    assert data["smoke"] is False and {c["name"] for c in data["columns"]} == {"acc", "fid", "auc"}
+    g1 = next(r for r in data["rows"] if r["generator"] == "g1" and r["epsilon"] == 1.0)
+    assert g1["values"]["acc"]["best"] and g1["values"]["auc"]["failed"] == 1
+    assert any(r["epsilon"] == "inf" and r["reference"] for r in data["rows"])
+    html = (tmp_path / "board.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<style>" in html and "<script>" in html
+    assert "<strong>0.85 ± 0.071</strong>" in html and "Reference rows" in html
+    assert "data:image/png;base64," in html  # privacy-utility plots embedded, no external file
+    assert "src=\"http" not in html and "href=\"http" not in html
+    assert main(["leaderboard", str(a), "--format", "md"]) == 0
+    assert "# ppds leaderboard" in capsys.readouterr().out
+
+
+def test_smoke_rows_are_never_merged_into_a_real_board(dirs, capsys):
+    a, _, s = dirs
+    with pytest.raises(ConfigError, match="refusing to merge smoke"):
+        build_board(load_rows([a, s]))
+    assert main(["leaderboard", str(a), str(s), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "SMOKE" not in out and "0.1 " not in out and "0.85" in out
+    assert main(["leaderboard", str(a), str(s), "--format", "md", "--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# SMOKE RUN") and "0.85" not in out
+    assert main(["leaderboard", str(s), "--format", "md"]) == 2
+    assert "--smoke" in capsys.readouterr().err
+
+
+def test_missing_folder_is_a_one_line_error(tmp_path, capsys):
+    assert main(["leaderboard", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "no such run folder" in err and len(err.strip().splitlines()) == 1
