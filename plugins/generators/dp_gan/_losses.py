@@ -1,0 +1,29 @@
+"""Hinge losses of the conditional GAN, and the fake batches both players use."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["d_hinge_per_row", "g_hinge", "fake_labels"]
+
+
+def d_hinge_per_row(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """One hinge loss per row of the concatenated [real; fake] batch.
+
+    The discriminator sees real and fake images as one batch (as in the
+    reference code), so every row is its own "example" for per-sample
+    clipping: a private image only ever touches its own row, which keeps the
+    sensitivity at one clipped gradient while fakes are clipped like the rest.
+    """
+    return torch.cat([F.relu(1.0 - real_scores), F.relu(1.0 + fake_scores)])
+
+
+def g_hinge(fake_scores: torch.Tensor) -> torch.Tensor:
+    """The generator's hinge objective: raise the discriminator's score of fakes."""
+    return -fake_scores.mean()
+
+
+def fake_labels(n: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Uniform random class labels for ``n`` fakes (no peek at the private label mix)."""
+    return torch.randint(num_classes, (n,), device=device)
