@@ -1,0 +1,194 @@
+"""The diffusion generator: fit under a budget, sample with DDIM, save and load.
+
+:class:`DiffusionGenerator` is the whole of ``dp-diffusion``; ``privimage``
+subclasses it and overrides only :meth:`DiffusionGenerator._prepare` (semantic
+query, selection, pretraining), so both share one network, objective, DP-SGD
+step, sampler and file format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from diffusers import UNet2DModel
+
+from ppds_core import ConfigError, FitContext, Generator, ImageSet, Ledger, PrivacyBudget
+from ppds_core.errors import DataNotFoundError
+from ppds_core.privacy.ledger import GaussianSpend
+
+from ._config import DiffusionConfig
+from ._grid import write_grid
+from ._objective import NoiseMultiplicityDDPMLoss, make_train_scheduler
+from ._sampling import balanced_labels, ddim_sample
+from ._train import train_private
+from ._unet import build_unet, from_model_space, model_side, to_model_space
+
+__all__ = ["DiffusionGenerator", "device_of"]
+
+_UNET_DIR = "unet"
+_META = "model.json"
+_LEDGER = "ledger.json"
+_GRID = "samples.png"
+
+
+def device_of(trainer: dict[str, Any]) -> torch.device:
+    """Where sampling and non-private pretraining run: the GPU if the trainer asks for one."""
+    acc = str(trainer.get("accelerator", "cpu")).lower()
+    if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("trainer.accelerator asks for a GPU but torch sees no CUDA device here")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class DiffusionGenerator(Generator):
+    """DPDM-style class-conditional DDPM trained with DP-SGD and noise multiplicity.
+
+    A diffusers ``UNet2DModel`` (GroupNorm, no BatchNorm) learns ε-prediction;
+    each private example is noised K times and its K losses averaged before
+    per-example clipping; sampling uses the EMA weights and DDIM, optionally
+    with classifier-free guidance.
+    """
+
+    name: ClassVar[str] = "dp-diffusion"
+    Config: ClassVar[type[DiffusionConfig]] = DiffusionConfig
+    trains_with_dp_sgd: ClassVar[bool] = True
+    description: ClassVar[str] = (
+        "DPDM-style class-conditional diffusion model (diffusers UNet, DDPM objective with "
+        "noise multiplicity K, EMA, DDIM sampling, optional classifier-free guidance) "
+        "trained with DP-SGD."
+    )
+
+    def __init__(self, config=None, **options):
+        super().__init__(config, **options)
+        self.unet: UNet2DModel | None = None
+        self.class_names: list[str] = []
+        self.image_shape: tuple[int, int, int] | None = None
+        self.side: int = 0
+        self.train_info: dict[str, Any] = {}
+
+    @classmethod
+    def smoke_config(cls, config: DiffusionConfig) -> DiffusionConfig:
+        """Two DP-SGD steps of a narrow UNet, five DDIM steps."""
+        return config.model_copy(update={
+            "steps": 2, "batch_size": min(config.batch_size, 32),
+            "noise_multiplicity": min(config.noise_multiplicity, 2),
+            "block_out_channels": [8, 8], "norm_num_groups": 8, "layers_per_block": 1,
+            "attention": False, "sample_steps": min(config.sample_steps, 5),
+        })
+
+    # ------------------------------------------------------------------ training
+
+    def _prepare(self, objective: NoiseMultiplicityDDPMLoss, private: ImageSet,
+                 budget: PrivacyBudget, ctx: FitContext) -> tuple[GaussianSpend, ...]:
+        """Work before DP-SGD (PrivImage: query, selection, pretraining); returns its spends."""
+        return ()
+
+    def fit(self, private: ImageSet, budget: PrivacyBudget, ctx: FitContext) -> Ledger:
+        cfg = self.config
+        if len(private) == 0:
+            raise ConfigError(f"{self.name}: the private set is empty; give the dataset a private split")
+        c, h, w = private.shape
+        if h != w and cfg.image_size is None:
+            raise ConfigError(f"{self.name}.config.image_size: the images are {h}×{w}, not square; "
+                              "set image_size to train on square resized images")
+        native = cfg.image_size or h
+        self.side = model_side(native, len(cfg.block_out_channels))
+        self.class_names = list(private.class_names)
+        self.image_shape = (c, native, native)
+        torch.manual_seed(int(ctx.seed))  # same initialisation for the same seed
+        unet = build_unet(cfg, c, self.side, len(self.class_names))
+        objective = NoiseMultiplicityDDPMLoss(
+            unet, make_train_scheduler(cfg.num_train_timesteps, cfg.beta_schedule),
+            cfg.noise_multiplicity, null_class=len(self.class_names), label_dropout=cfg.label_dropout)
+        other = self._prepare(objective, private, budget, ctx)
+        data = torch.utils.data.TensorDataset(to_model_space(private.images, self.side, cfg.image_size),
+                                              private.labels)
+        ledger, ema, steps = train_private(objective, data, len(private), budget, ctx, cfg, other)
+        self.unet = ema
+        self.ledger = ledger
+        self.train_info.update({"dp_sgd_steps": steps, "model_side": self.side,
+                                "parameters": sum(p.numel() for p in ema.parameters())})
+        return ledger
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self, n: int, *, seed: int = 0, labels=None, device: str | torch.device | None = None
+               ) -> ImageSet:
+        """``n`` images from the EMA UNet via DDIM; class-balanced unless ``labels`` given."""
+        if self.unet is None or self.image_shape is None:
+            raise RuntimeError(f"{self.name}: fit() or load() the model before sampling or saving")
+        k = len(self.class_names)
+        if labels is None:
+            y = balanced_labels(n, k)
+        else:
+            y = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+            if y.numel() != n:
+                raise ConfigError(f"{self.name}.sample: asked for {n} images but got {y.numel()} labels")
+            if y.numel() and (y.min() < 0 or y.max() >= k):
+                raise ConfigError(f"{self.name}.sample: labels must lie in [0, {k}) for {k} classes")
+        cfg = self.config
+        dev = torch.device(device) if device is not None else (
+            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        unet = self.unet.to(dev)
+        x = ddim_sample(unet, y, shape=(self.image_shape[0], self.side, self.side),
+                        num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                        steps=cfg.sample_steps, guidance_scale=cfg.guidance_scale, null_class=k,
+                        seed=seed, device=dev)
+        self.unet.cpu()
+        images = from_model_space(x, self.image_shape[1])
+        return ImageSet(images, y, self.class_names, name=f"{self.name}-samples")
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, directory: Path) -> None:
+        """EMA UNet (diffusers ``save_pretrained``), config, classes, ledger and ``samples.png``."""
+        if self.unet is None:
+            raise RuntimeError(f"{self.name}: fit() or load() the model before saving")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.unet.save_pretrained(directory / _UNET_DIR)
+        meta = {"plugin": self.name, "config": self.config.model_dump(mode="json"),
+                "class_names": self.class_names, "image_shape": list(self.image_shape or ()),
+                "side": self.side, "train_info": self.train_info}
+        (directory / _META).write_text(json.dumps(meta, indent=2, default=_json_default))
+        if self.ledger is not None:
+            self.ledger.write(directory / _LEDGER)
+        k = len(self.class_names)
+        grid = self.sample(8 * k, seed=0)
+        order = torch.argsort(grid.labels, stable=True)  # one row per class
+        write_grid(grid.subset(order), directory / _GRID, columns=8,
+                   scale=max(1, 48 // self.image_shape[1]))
+
+    @classmethod
+    def load(cls, directory: Path) -> DiffusionGenerator:
+        directory = Path(directory)
+        for need in (directory / _META, directory / _UNET_DIR / "config.json"):
+            if not need.is_file():
+                raise DataNotFoundError(
+                    f"{cls.name}: {need} not found; load() needs a directory written by save()")
+        meta = json.loads((directory / _META).read_text())
+        if meta.get("plugin") != cls.name:
+            raise ConfigError(f"{cls.name}: {directory} holds a {meta.get('plugin')!r} model, not {cls.name!r}")
+        model = cls(meta["config"])
+        model.class_names = list(meta["class_names"])
+        model.image_shape = tuple(meta["image_shape"])  # type: ignore[assignment]
+        model.side = int(meta["side"])
+        model.train_info = dict(meta.get("train_info", {}))
+        model.unet = UNet2DModel.from_pretrained(
+            directory / _UNET_DIR, local_files_only=True, low_cpu_mem_usage=False).eval()
+        if (directory / _LEDGER).is_file():
+            model.ledger = Ledger.read(directory / _LEDGER)
+        return model
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,94 @@
+"""DP fine-tuning / training of the UNet through the core's DP-SGD engine.
+
+The engine clips per example and adds noise; this module only supplies the
+per-example loss (the K-mean of :class:`NoiseMultiplicityDDPMLoss`) and makes
+sure Opacus' per-sample gradients are per *example*, not per noisy copy:
+Opacus computes them layer by layer from the B·K rows each layer sees, so a
+callback queued on the autograd engine folds the K rows of each example
+(:func:`fold_grad_samples`) once backward has finished and before the
+engine's optimizer clips. Without the fold each copy would be clipped to C
+and one example could move the model by K·C.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ppds_core import FitContext, ImageSet, Ledger, PrivacyBudget
+from ppds_core.privacy.engine import DPSGDModule, DPSGDPlan, fit_private
+from ppds_core.privacy.ledger import GaussianSpend
+
+from ._config import DiffusionConfig
+from ._ema import ema_copy, ema_update
+from ._objective import NoiseMultiplicityDDPMLoss, fold_grad_samples
+
+__all__ = ["DiffusionDPModule", "train_private", "KFoldingLoss"]
+
+
+class KFoldingLoss(nn.Module):
+    """The objective as the engine's private module, folding K rows per example after backward."""
+
+    def __init__(self, objective: NoiseMultiplicityDDPMLoss):
+        super().__init__()
+        self.objective = objective
+
+    def forward(self, x0: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        losses = self.objective(x0, labels)
+        k = self.objective.multiplicity
+        if k > 1 and losses.requires_grad:
+            engine = torch.autograd.Variable._execution_engine  # type: ignore[attr-defined]
+
+            def queue_fold(grad: torch.Tensor) -> torch.Tensor:
+                # runs once backward is done, i.e. after every layer's grad-sample hook;
+                # the engine sums per-sample losses (loss_reduction="sum")
+                engine.queue_callback(lambda: fold_grad_samples(self, k, "sum"))
+                return grad
+
+            losses.register_hook(queue_fold)
+        return losses
+
+
+class DiffusionDPModule(DPSGDModule):
+    """LightningModule: one private step per Poisson batch, then an EMA update."""
+
+    def __init__(self, objective: NoiseMultiplicityDDPMLoss, cfg: DiffusionConfig):
+        super().__init__()
+        self.loss = KFoldingLoss(objective)
+        self.cfg = cfg
+        self.ema = ema_copy(objective.unet)  # a submodule: moves with the model, never optimised
+        self.ema_updates = 0
+
+    def private_module(self) -> nn.Module:
+        return self.loss
+
+    def configure_private_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.loss.parameters(), lr=self.cfg.lr,
+                                weight_decay=self.cfg.weight_decay)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        self.private_step(self.loss(x, y))
+        self.ema_updates += 1
+        ema_update(self.ema, self.loss.objective.unet, self.cfg.ema_decay, self.ema_updates)
+
+
+def train_private(objective: NoiseMultiplicityDDPMLoss, data: torch.utils.data.Dataset,
+                  num_examples: int, budget: PrivacyBudget, ctx: FitContext, cfg: DiffusionConfig,
+                  other_spends: tuple[GaussianSpend, ...] = ()) -> tuple[Ledger, nn.Module, int]:
+    """Train ``objective.unet`` with DP-SGD; returns (ledger, EMA UNet, steps)."""
+    objective.generator = None  # the engine seeds the global RNG per run and rank
+    module = DiffusionDPModule(objective, cfg)
+    plan = DPSGDPlan(
+        budget=budget, batch_size=cfg.batch_size,
+        epochs=None if cfg.steps is not None else cfg.epochs, steps=cfg.steps,
+        max_grad_norm=cfg.max_grad_norm, grad_sample_mode=cfg.grad_sample_mode,
+        other_spends=tuple(other_spends),
+    )
+    ledger = fit_private(module, data, plan, ctx)
+    ema = module.ema.cpu().eval()
+    return ledger, ema, module.dp.steps_done
+
+
+def as_dataset(images: ImageSet, model_images: torch.Tensor) -> torch.utils.data.TensorDataset:
+    return torch.utils.data.TensorDataset(model_images, images.labels)
