@@ -1,0 +1,114 @@
+"""ReRo bounds against the published closed forms and the Monte-Carlo estimator
+against them where it must reduce to one; the uninformed adversary against simulation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ppds_core.errors import ConfigError
+from ppds_core.privacy.accounting import gdp_mu
+from ppds_core.privacy.bounds import (
+    effective_noise_std,
+    rero_dp,
+    rero_dpsgd,
+    rero_gdp,
+    uninformed_mse_cdf,
+    uninformed_mse_mean,
+    uninformed_mse_quantile,
+    uninformed_ncc,
+)
+
+
+def test_gdp_reference_values():
+    assert rero_gdp(0.01, 1.0) == pytest.approx(0.0924, abs=5e-4)
+    assert rero_gdp(0.01, 2.0) == pytest.approx(0.372, abs=5e-4)
+    assert rero_gdp(0.01, 0.0) == pytest.approx(0.01)  # no information: prior success only
+    assert rero_gdp(0.01, math.inf) == 1.0
+
+
+def test_dp_reference_value_and_limits():
+    assert rero_dp(0.01, 1.0, 1e-5) == pytest.approx(0.0272, abs=5e-4)
+    assert rero_dp(0.01, 0.0, 0.0) == pytest.approx(0.01)
+    assert rero_dp(0.5, 10.0, 1e-5) == pytest.approx(1 - math.exp(-10) * (0.5 - 1e-5))
+    assert rero_dp(0.2, math.inf, 0.0) == 1.0
+    # at large κ the third branch is the binding one
+    kappa, eps, delta = 0.9, 1.0, 1e-5
+    assert rero_dp(kappa, eps, delta) == pytest.approx(1 - math.exp(-eps) * (1 - delta - kappa))
+
+
+def test_bounds_grow_with_prior_and_leakage():
+    assert rero_gdp(0.01, 1.0) < rero_gdp(0.05, 1.0) < rero_gdp(0.05, 2.0)
+    assert rero_dp(0.01, 1.0, 1e-5) < rero_dp(0.01, 2.0, 1e-5)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0])
+def test_dpsgd_monte_carlo_reduces_to_gdp_at_full_batch(sigma):
+    est = rero_dpsgd(0.01, sigma, 1.0, 1, samples=200_000, seed=1)
+    exact = rero_gdp(0.01, 1.0 / sigma)
+    assert est.ci_low <= exact <= est.ci_high
+    assert est.gamma == pytest.approx(exact, rel=0.06)
+    assert est.ci_high - est.ci_low < 0.25 * exact  # the interval is informative
+
+
+def test_dpsgd_monte_carlo_full_batch_many_steps_is_gdp_with_sqrt_t():
+    est = rero_dpsgd(0.01, 4.0, 1.0, 16, samples=100_000, seed=2)
+    assert est.ci_low <= rero_gdp(0.01, math.sqrt(16) / 4.0) <= est.ci_high
+
+
+def test_dpsgd_monte_carlo_subsampled_q_just_below_one_matches_gdp():
+    # the chunked per-step path (q < 1) must agree with the exact q = 1 answer
+    est = rero_dpsgd(0.01, 1.0, 0.999999, 1, samples=100_000, seed=3)
+    assert est.ci_low <= rero_gdp(0.01, 1.0) <= est.ci_high
+
+
+def test_dpsgd_monte_carlo_subsampled_is_deterministic_and_sane():
+    a = rero_dpsgd(0.01, 1.0, 0.02, 200, samples=20_000, seed=0)
+    b = rero_dpsgd(0.01, 1.0, 0.02, 200, samples=20_000, seed=0)
+    assert a == b
+    assert 0.01 < a.ci_low <= a.gamma <= a.ci_high < 1
+    # the CLT (GDP) approximation lies near the exact subsampled answer here
+    approx = rero_gdp(0.01, gdp_mu([(1.0, 0.02, 200)]))
+    assert approx == pytest.approx(a.gamma, rel=0.35)
+    # more noise → a smaller bound
+    c = rero_dpsgd(0.01, 3.0, 0.02, 200, samples=20_000, seed=0)
+    assert c.ci_high < a.ci_low
+
+
+def test_dpsgd_monte_carlo_rejects_bad_inputs():
+    with pytest.raises(ConfigError, match="kappa"):
+        rero_dpsgd(1.5, 1.0, 0.1, 10)
+    with pytest.raises(ConfigError, match="noise multiplier"):
+        rero_dpsgd(0.01, 0.0, 0.1, 10)
+    with pytest.raises(ConfigError, match="sample rate"):
+        rero_dpsgd(0.01, 1.0, 0.0, 10)
+    with pytest.raises(ConfigError, match="steps"):
+        rero_dpsgd(0.01, 1.0, 0.1, 0)
+    with pytest.raises(ConfigError, match="kappa"):
+        rero_gdp(0.0, 1.0)
+
+
+def test_uninformed_adversary_against_simulation():
+    rng = np.random.default_rng(0)
+    d, sigma, C, M = 64, 0.3, 1.0, 16
+    x = rng.random(d)
+    s = effective_noise_std(sigma, C, M, float(np.linalg.norm(x)))
+    assert s == pytest.approx(sigma * max(C / math.sqrt(M), np.linalg.norm(x)))
+    y = x + rng.normal(0.0, s, size=(20_000, d))
+    mse = ((y - x) ** 2).mean(axis=1)
+    assert uninformed_mse_mean(s) == pytest.approx(mse.mean(), rel=0.02)
+    eta = float(np.median(mse))
+    assert uninformed_mse_cdf(eta, d, s) == pytest.approx(0.5, abs=0.02)
+    assert uninformed_mse_quantile(0.5, d, s) == pytest.approx(eta, rel=0.02)
+    ncc = (y @ x) / (np.linalg.norm(y, axis=1) * np.linalg.norm(x))
+    assert uninformed_ncc(d, s, float(np.linalg.norm(x))) == pytest.approx(ncc.mean(), rel=0.02)
+
+
+def test_uninformed_ncc_matches_field_notes_parameterisation():
+    # σ_eff = σ·‖x‖ (the image dominates C/√M) gives √(1/(1 + dσ²))
+    d, sigma, norm = 3072, 0.05, 20.0
+    s = effective_noise_std(sigma, 1.0, 1, norm)
+    assert uninformed_ncc(d, s, norm) == pytest.approx(math.sqrt(1 / (1 + d * sigma**2)))
+    assert uninformed_mse_mean(s) == pytest.approx(sigma**2 * norm**2)
