@@ -82,7 +82,8 @@ class PoissonDataLoader(DPDataLoader):
                 dtypes=[dtype_safe(x) for x in first],
             ),
             num_workers=num_workers,
-            generator=generator,
+            # no generator here: DataLoader.__iter__ draws a worker base seed from it,
+            # which would shift the Poisson stream whenever an iterator is restarted
         )
 
 

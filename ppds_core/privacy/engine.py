@@ -708,6 +708,8 @@ def _quiet_lightning() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
             # Opacus hooks on a first layer whose input needs no grad: expected, harmless
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            # mid-epoch resume: the engine restores the Poisson sampler's RNG itself
+            warnings.filterwarnings("ignore", message=".*checkpoint that ended before the epoch")
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
