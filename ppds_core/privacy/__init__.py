@@ -11,6 +11,17 @@ from .accounting import (
     ledger_epsilon,
     make_opacus_accountant,
 )
+from .bounds import (
+    ReRoEstimate,
+    effective_noise_std,
+    rero_dp,
+    rero_dpsgd,
+    rero_gdp,
+    uninformed_mse_cdf,
+    uninformed_mse_mean,
+    uninformed_mse_quantile,
+    uninformed_ncc,
+)
 from .ledger import DPSGDSpend, GaussianSpend, Ledger, Spend
 
 __all__ = [
@@ -29,4 +40,14 @@ __all__ = [
     "calibrate_noise_multiplier",
     "ledger_epsilon",
     "make_opacus_accountant",
+    # bounds
+    "ReRoEstimate",
+    "rero_gdp",
+    "rero_dp",
+    "rero_dpsgd",
+    "effective_noise_std",
+    "uninformed_mse_cdf",
+    "uninformed_mse_mean",
+    "uninformed_mse_quantile",
+    "uninformed_ncc",
 ]
