@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ import torch
 from PIL import Image
 from ppds_plugins.datasets.folders import CelebA, Cifar10, FashionMnist, ImageNetFolder, Mnist
 
-from ppds_core import DataNotFoundError, list_datasets
+from ppds_core import DataNotFoundError, list_datasets, reset_registry
+from ppds_core.registry import ENTRY_POINT_GROUP
 
 # --------------------------------------------------------------------------- IDX (MNIST)
 
@@ -290,7 +292,21 @@ def test_imagenet_folder_missing_and_empty_class(tmp_path):
 # --------------------------------------------------------------------------- listing
 
 
-def test_list_datasets_marks_embedded_available_and_folders_with_expected_path(tmp_path, monkeypatch):
+@pytest.fixture
+def dataset_registry_only(monkeypatch):
+    """The real entry-point registry, with every non-dataset entry point switched off
+    before import (importing all generators costs many seconds and is not under test)."""
+    ours = {"datasets-embedded", "datasets-folders"}
+    others = [ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name not in ours]
+    monkeypatch.setenv("PPDS_DISABLE_PLUGINS", ",".join(others))
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def test_list_datasets_marks_embedded_available_and_folders_with_expected_path(
+    tmp_path, monkeypatch, dataset_registry_only
+):
     monkeypatch.setenv("PPDS_DATA", str(tmp_path))
     rows = {r["name"]: r for r in list_datasets()}
     for name in ("digits", "mnist5k", "glyphs"):
