@@ -34,6 +34,7 @@ SHEAR: tuple[float, float] = (-0.2, 0.1)
 _FONT_SIZE = 48
 _CANVAS = 112
 _BANK = 64
+_CACHE_MAX_PIXELS = 32_000_000  # 128 MB of float32 per cached render
 
 
 def _font() -> ImageFont.FreeTypeFont:
@@ -117,6 +118,8 @@ def render_glyphs(per_class: int, image_size: int, seed: int, **pose) -> tuple[t
     and the CPU warping is deterministic. The last few renders are cached (a matrix
     asks for the same public set once per cell); callers get their own copies.
     """
+    if per_class * len(CHARACTERS) * image_size**2 > _CACHE_MAX_PIXELS:  # too big to keep around
+        return _render(per_class, image_size, seed, **pose)
     images, labels = _render_cached(per_class, image_size, seed, tuple(sorted(pose.items())))
     return images.clone(), labels.clone()
 
