@@ -1,0 +1,114 @@
+"""Finding the standard FID Inception weights on this machine, and feeding images to them.
+
+"FID" means one network: the TensorFlow Inception graph of 2015-12-05 as
+converted by torch-fidelity (``weights-inception-2015-12-05-6726825d.pth``)
+or by pytorch-fid (``pt_inception-2015-12-05-6726825d.pth``); both files hold
+the same 566 tensors under the same names, and torchmetrics'
+``NoTrainInceptionV3`` loads either. Any other network gives a different
+number, so when neither file is here we skip (naming where we looked and how
+to get it) instead of substituting something.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ppds_core import SkipMeasurement, WeightsNotFoundError
+
+__all__ = [
+    "WEIGHTS_ENV",
+    "INCEPTION_FILES",
+    "INCEPTION_URL",
+    "hub_checkpoint_dir",
+    "find_inception_weights",
+    "inception_extractor",
+    "to_inception_input",
+]
+
+#: environment variable naming a local Inception weights file
+WEIGHTS_ENV = "PPDS_FID_WEIGHTS"
+#: file names torch-fidelity and pytorch-fid store in the torch hub cache
+INCEPTION_FILES = (
+    "weights-inception-2015-12-05-6726825d.pth",
+    "pt_inception-2015-12-05-6726825d.pth",
+)
+#: torch-fidelity's release asset (what torchmetrics downloads when allowed)
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+
+_EXTRACTORS: dict[str, torch.nn.Module] = {}
+
+
+def hub_checkpoint_dir() -> Path:
+    """``$TORCH_HOME/hub/checkpoints``: where torch-fidelity and torchvision cache weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def find_inception_weights(configured: str | Path | None = None, download: bool = False) -> Path:
+    """The local Inception weights file, or SkipMeasurement explaining how to get it.
+
+    Order: the ``weights`` option, then ``$PPDS_FID_WEIGHTS``, then the torch
+    hub cache. An explicitly named file that does not exist is a mistake
+    (WeightsNotFoundError); no file anywhere is "not measurable here" (skip),
+    unless ``download`` opts in to fetching it into the hub cache.
+    """
+    for source, value in (
+        ("fid.config.weights", configured),
+        (f"${WEIGHTS_ENV}", os.environ.get(WEIGHTS_ENV)),
+    ):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise WeightsNotFoundError(
+                    f"{source} names {path}, which is not a file; point it at "
+                    f"{INCEPTION_FILES[0]} (download: {INCEPTION_URL})"
+                )
+            return path
+    hub = hub_checkpoint_dir()
+    looked = [hub / name for name in INCEPTION_FILES]
+    for path in looked:
+        if path.is_file():
+            return path
+    if download:
+        torch.hub.load_state_dict_from_url(INCEPTION_URL, model_dir=str(hub), progress=False)
+        return hub / INCEPTION_FILES[0]
+    raise SkipMeasurement(
+        "Inception weights for FID not found (looked at "
+        + ", ".join(str(p) for p in looked)
+        + f"); download {INCEPTION_URL} into {hub}, or set ${WEIGHTS_ENV} / the fid option "
+        "`weights` to a local copy, or set `download: true` to let ppds fetch it"
+    )
+
+
+def inception_extractor(weights: Path, antialias: bool = True) -> torch.nn.Module:
+    """torchmetrics' ``NoTrainInceptionV3`` (2048-d pool features) from a local file, memoised."""
+    key = f"{Path(weights).resolve()}|{antialias}"
+    if key not in _EXTRACTORS:
+        try:
+            from torchmetrics.image.fid import NoTrainInceptionV3
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise SkipMeasurement(
+                f"FID needs torch-fidelity (pip install torch-fidelity): {err}"
+            ) from None
+        _EXTRACTORS[key] = NoTrainInceptionV3(
+            name="inception-v3-compat",
+            features_list=["2048"],
+            feature_extractor_weights_path=str(weights),
+            antialias=antialias,
+        )
+    return _EXTRACTORS[key]
+
+
+def to_inception_input(images: torch.Tensor) -> torch.Tensor:
+    """Canonical [0, 1] N×C×H×W → uint8 N×3×H×W, the input torchmetrics' Inception expects.
+
+    Grayscale is repeated to three channels; the extractor itself resizes to
+    299×299 (bilinear) and rescales to its own input range.
+    """
+    if images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    elif images.shape[1] != 3:
+        raise ValueError(f"Inception takes 1- or 3-channel images, got {images.shape[1]} channels")
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
