@@ -112,3 +112,99 @@ def test_uninformed_ncc_matches_field_notes_parameterisation():
     s = effective_noise_std(sigma, 1.0, 1, norm)
     assert uninformed_ncc(d, s, norm) == pytest.approx(math.sqrt(1 / (1 + d * sigma**2)))
     assert uninformed_mse_mean(s) == pytest.approx(sigma**2 * norm**2)
+
+
+# --------------------------------------------------------------------------- `ppds bounds` CLI
+
+
+def _run_json(capsys, argv: list[str]) -> dict:
+    import json
+
+    from ppds_core.cli import main
+
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cli_epsilon_gdp_reference(capsys):
+    out = _run_json(capsys, ["bounds", "epsilon", "--noise-multiplier", "1", "--sample-rate",
+                             "0.01", "--steps", "1000", "--delta", "1e-5", "--accountant", "gdp",
+                             "--json"])
+    assert out["epsilon"] == pytest.approx(1.618, rel=0.01)
+    assert out["mu"] == pytest.approx(0.4145, rel=1e-3)
+    assert (out["accountant"], out["steps"], out["sample_rate"]) == ("gdp", 1000, 0.01)
+
+
+def test_cli_epsilon_rdp_human_output(capsys):
+    from ppds_core.cli import main
+    from ppds_core.privacy import dp_sgd_epsilon
+
+    assert main(["bounds", "epsilon", "--noise-multiplier", "2", "--sample-rate", "0.05",
+                 "--steps", "100", "--delta", "1e-5", "--accountant", "rdp"]) == 0
+    text = capsys.readouterr().out
+    assert f"{dp_sgd_epsilon(2, 0.05, 100, 1e-5, 'rdp'):.4g}" in text and "rdp" in text
+
+
+def test_cli_rero_closed_forms(capsys):
+    out = _run_json(capsys, ["bounds", "rero", "--kappa", "0.01", "--mu", "2", "--json"])
+    assert out["gamma"] == pytest.approx(0.372, abs=5e-4)
+    out = _run_json(capsys, ["bounds", "rero", "--kappa", "0.01", "--epsilon", "1",
+                             "--delta", "1e-5", "--json"])
+    assert out["gamma"] == pytest.approx(0.0272, abs=5e-4)
+
+
+def test_cli_rero_monte_carlo(capsys):
+    out = _run_json(capsys, ["bounds", "rero", "--kappa", "0.01", "--noise-multiplier", "1",
+                             "--sample-rate", "1", "--steps", "1", "--samples", "50000",
+                             "--seed", "3", "--json"])
+    assert out["ci_low"] <= rero_gdp(0.01, 1.0) <= out["ci_high"]
+    assert out["samples"] == 50000 and out["seed"] == 3
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["rero", "--kappa", "1.5", "--mu", "1"], "--kappa must be in (0, 1)"),
+        (["rero", "--kappa", "0.1", "--noise-multiplier", "0", "--sample-rate", "0.1",
+          "--steps", "5"], "--noise-multiplier must be"),
+        (["rero", "--kappa", "0.1", "--noise-multiplier", "1", "--sample-rate", "2",
+          "--steps", "5"], "--sample-rate must be in (0, 1]"),
+        (["rero", "--kappa", "0.1", "--noise-multiplier", "1"], "needs --sample-rate"),
+        (["rero", "--kappa", "0.1", "--epsilon", "1"], "needs --delta"),
+        (["rero", "--kappa", "0.1", "--mu", "1", "--delta", "1e-5"], "--delta goes with"),
+        (["epsilon", "--noise-multiplier", "1", "--sample-rate", "0.1", "--steps", "5",
+          "--delta", "1e-5", "--accountant", "pvr"], "did you mean 'prv'"),
+        (["epsilon", "--noise-multiplier", "1", "--sample-rate", "0.1", "--steps", "5",
+          "--delta", "2"], "--delta must be in (0, 1)"),
+    ],
+)
+def test_cli_bad_values_exit_2_with_one_line(capsys, argv, needle):
+    from ppds_core.cli import main
+
+    assert main(["bounds", *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_mutually_exclusive_is_a_usage_error(capsys):
+    from ppds_core.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bounds", "rero", "--kappa", "0.1", "--mu", "1", "--epsilon", "1"])
+    assert exc.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_cli_subprocess():
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ppds_core.cli", "bounds", "rero", "--kappa", "0.01", "--mu", "1",
+         "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["gamma"] == pytest.approx(0.0924, abs=5e-4)

@@ -1,0 +1,163 @@
+"""`ppds bounds epsilon|rero`: privacy numbers from the command line, no model needed.
+
+Both answer questions a researcher asks before (or instead of) training:
+"what ε does this DP-SGD schedule give?" and "how likely could *any*
+reconstruction attack succeed against it?" (the ReRo bound).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import ConfigError
+from ._output import console, print_json
+
+ORDER = 60
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bounds", help="ε of DP-SGD and ReRo reconstruction bounds")
+    psub = p.add_subparsers(dest="bounds_command", metavar="ACTION", required=True)
+
+    eps = psub.add_parser("epsilon", help="ε of Poisson-subsampled DP-SGD")
+    eps.add_argument("--noise-multiplier", type=float, required=True, metavar="S",
+                     help="σ: noise std / clipping norm")
+    eps.add_argument("--sample-rate", type=float, required=True, metavar="Q",
+                     help="q: Poisson sampling rate (expected batch / dataset size)")
+    eps.add_argument("--steps", type=int, required=True, metavar="T", help="number of DP-SGD steps")
+    eps.add_argument("--delta", type=float, required=True, metavar="D", help="δ")
+    eps.add_argument("--accountant", default="prv", metavar="{rdp,prv,gdp}",
+                     help="accountant (default prv; gdp is the CLT approximation)")
+    eps.add_argument("--json", action="store_true", help="machine-readable output")
+    eps.set_defaults(func=_epsilon)
+
+    rero = psub.add_parser(
+        "rero", help="ReRo bound γ on reconstruction success (Hayes, Mahloujifar & Balle 2023)"
+    )
+    rero.add_argument("--kappa", type=float, required=True, metavar="K",
+                      help="the prior's base success rate κ in (0, 1), e.g. 1/n for n candidates")
+    which = rero.add_mutually_exclusive_group(required=True)
+    which.add_argument("--mu", type=float, metavar="M", help="μ of a μ-GDP mechanism")
+    which.add_argument("--epsilon", type=float, metavar="E", help="ε of an (ε, δ)-DP mechanism")
+    which.add_argument("--noise-multiplier", type=float, metavar="S",
+                       help="σ of DP-SGD (with --sample-rate and --steps): Monte Carlo")
+    rero.add_argument("--delta", type=float, metavar="D", help="δ, with --epsilon")
+    rero.add_argument("--sample-rate", type=float, metavar="Q", help="q, with --noise-multiplier")
+    rero.add_argument("--steps", type=int, metavar="T", help="T, with --noise-multiplier")
+    rero.add_argument("--samples", type=int, default=100_000, metavar="N",
+                      help="Monte-Carlo draws under each of P and Q (default 100000)")
+    rero.add_argument("--seed", type=int, default=0, help="Monte-Carlo seed (default 0)")
+    rero.add_argument("--confidence", type=float, default=0.95,
+                      help="level of the Monte-Carlo interval (default 0.95)")
+    rero.add_argument("--json", action="store_true", help="machine-readable output")
+    rero.set_defaults(func=_rero)
+
+
+def _check_mechanism(sigma: float, q: float, steps: int) -> None:
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ConfigError(f"--noise-multiplier must be finite and > 0, got {sigma}")
+    if not 0 < q <= 1:
+        raise ConfigError(f"--sample-rate must be in (0, 1], got {q}")
+    if steps < 1:
+        raise ConfigError(f"--steps must be ≥ 1, got {steps}")
+
+
+def _check_delta(delta: float) -> None:
+    if not 0 < delta < 1:
+        raise ConfigError(f"--delta must be in (0, 1), got {delta}")
+
+
+def _epsilon(args) -> int:
+    from ..privacy.accounting import check_accountant, dp_sgd_epsilon, gdp_mu
+
+    check_accountant(args.accountant)
+    _check_mechanism(args.noise_multiplier, args.sample_rate, args.steps)
+    _check_delta(args.delta)
+    eps = dp_sgd_epsilon(args.noise_multiplier, args.sample_rate, args.steps, args.delta,
+                         args.accountant)
+    out = {
+        "noise_multiplier": args.noise_multiplier,
+        "sample_rate": args.sample_rate,
+        "steps": args.steps,
+        "delta": args.delta,
+        "sampling": "poisson",
+        "accountant": args.accountant,
+        "epsilon": eps,
+    }
+    if args.accountant == "gdp":
+        out["mu"] = gdp_mu([(args.noise_multiplier, args.sample_rate, args.steps)])
+    if args.json:
+        print_json(out)
+        return 0
+    extra = f", μ = {out['mu']:.4g}" if "mu" in out else ""
+    console.print(
+        f"ε = [bold]{eps:.4g}[/] at δ = {args.delta:g} ({args.accountant}{extra}) for "
+        f"{args.steps} steps of Poisson-subsampled DP-SGD, σ = {args.noise_multiplier:g}, "
+        f"q = {args.sample_rate:g}"
+    )
+    return 0
+
+
+def _rero(args) -> int:
+    from ..privacy.accounting import gdp_mu
+    from ..privacy.bounds import rero_dp, rero_dpsgd, rero_gdp
+
+    if not 0 < args.kappa < 1:
+        raise ConfigError(f"--kappa must be in (0, 1), got {args.kappa} (e.g. 1/n for n candidates)")
+    if args.delta is not None and args.epsilon is None:
+        raise ConfigError("--delta goes with --epsilon (the (ε, δ)-DP bound)")
+    if (args.sample_rate is not None or args.steps is not None) and args.noise_multiplier is None:
+        raise ConfigError("--sample-rate and --steps go with --noise-multiplier (the DP-SGD bound)")
+    out: dict = {"kappa": args.kappa}
+    if args.mu is not None:
+        if not args.mu >= 0:
+            raise ConfigError(f"--mu must be ≥ 0, got {args.mu}")
+        out |= {"mechanism": "gdp", "mu": args.mu, "gamma": rero_gdp(args.kappa, args.mu)}
+        text = f"μ-GDP with μ = {args.mu:g}"
+    elif args.epsilon is not None:
+        if args.delta is None:
+            raise ConfigError("--epsilon needs --delta (the δ of the (ε, δ)-DP guarantee)")
+        if not args.epsilon >= 0:
+            raise ConfigError(f"--epsilon must be ≥ 0, got {args.epsilon}")
+        _check_delta(args.delta)
+        out |= {"mechanism": "dp", "epsilon": args.epsilon, "delta": args.delta,
+                "gamma": rero_dp(args.kappa, args.epsilon, args.delta)}
+        text = f"(ε, δ)-DP with ε = {args.epsilon:g}, δ = {args.delta:g}"
+    else:
+        if args.sample_rate is None or args.steps is None:
+            raise ConfigError("--noise-multiplier needs --sample-rate and --steps")
+        _check_mechanism(args.noise_multiplier, args.sample_rate, args.steps)
+        if args.samples < 100:
+            raise ConfigError(f"--samples must be ≥ 100, got {args.samples}")
+        if not 0 < args.confidence < 1:
+            raise ConfigError(f"--confidence must be in (0, 1), got {args.confidence}")
+        est = rero_dpsgd(args.kappa, args.noise_multiplier, args.sample_rate, args.steps,
+                         samples=args.samples, seed=args.seed, confidence=args.confidence)
+        mu_clt = gdp_mu([(args.noise_multiplier, args.sample_rate, args.steps)])
+        out |= {
+            "mechanism": "dp-sgd",
+            "noise_multiplier": args.noise_multiplier,
+            "sample_rate": args.sample_rate,
+            "steps": args.steps,
+            "gamma": est.gamma,
+            "ci_low": est.ci_low,
+            "ci_high": est.ci_high,
+            "confidence": est.confidence,
+            "samples": est.samples,
+            "seed": args.seed,
+            "threshold": est.threshold,
+            "mu_gdp": mu_clt,
+            "gamma_gdp": rero_gdp(args.kappa, mu_clt),
+        }
+        text = (
+            f"{args.steps} steps of Poisson-subsampled DP-SGD, σ = {args.noise_multiplier:g}, "
+            f"q = {args.sample_rate:g}; Monte Carlo with {est.samples} draws under each of "
+            f"P and Q (seed {args.seed}), {est.confidence:.0%} interval "
+            f"[{est.ci_low:.4g}, {est.ci_high:.4g}]; GDP approximation μ = {mu_clt:.4g} "
+            f"gives {out['gamma_gdp']:.4g}"
+        )
+    if args.json:
+        print_json(out)
+        return 0
+    console.print(f"γ = [bold]{out['gamma']:.4g}[/] at κ = {args.kappa:g} for {text}")
+    return 0
