@@ -40,6 +40,7 @@ from .interfaces import (
     Plugin,
     PluginConfig,
 )
+from .matrix import fit_generator, run_matrix
 from .privacy.ledger import DPSGDSpend, GaussianSpend, Ledger
 from .registry import PluginInfo, get_registry, reset_registry
 
@@ -77,6 +78,8 @@ __all__ = [
     "describe_plugin",
     "list_datasets",
     "load_dataset",
+    "run_matrix",
+    "fit_generator",
     # errors
     "PpdsError",
     "ConfigError",

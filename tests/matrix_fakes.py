@@ -11,13 +11,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import textwrap
 from importlib import metadata
 from pathlib import Path
 
 MODULE = "ppds_fake_matrix"
 
-SOURCE = textwrap.dedent(
+SOURCE = (
     '''
     import math
     import os
@@ -246,14 +245,10 @@ SOURCE = textwrap.dedent(
 
 def make_fake_distribution(root: Path) -> Path:
     """Write module + dist-info into ``root/site`` and return that folder (for sys.path / PYTHONPATH)."""
-    site = root / "site"
-    site.mkdir(parents=True, exist_ok=True)
-    (site / f"{MODULE}.py").write_text(SOURCE)
-    info = site / "ppds_fake_matrix-0.1.dist-info"
-    info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ppds-fake-matrix\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[ppds]\nfake-matrix = {MODULE}\n")
-    return site
+    from ppds_core.testing.distributions import make_plugin_distribution
+
+    return make_plugin_distribution(root / "site", "ppds-fake-matrix", {MODULE: SOURCE},
+                                    {"fake-matrix": MODULE}, version="0.1")
 
 
 def first_party_entry_points() -> str:

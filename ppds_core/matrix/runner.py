@@ -152,21 +152,25 @@ class _RunLog:
     def __init__(self, out: Path):
         self.handler = logging.FileHandler(out / "run.log", encoding="utf-8")
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        self.saved: list[tuple[logging.Logger, int]] = []
+        self.saved: list[tuple[logging.Logger, int, bool]] = []
 
     def __enter__(self) -> _RunLog:
         for name in self.NAMES:
             lg = logging.getLogger(name)
-            self.saved.append((lg, lg.level))
+            self.saved.append((lg, lg.level, lg.propagate))
             lg.addHandler(self.handler)
             if lg.level == logging.NOTSET or lg.level > logging.INFO:
                 lg.setLevel(logging.INFO)
+            # the terminal shows progress bars and the summary; INFO lines go to run.log only
+            # (some libraries install a root handler that would echo them)
+            lg.propagate = False
         return self
 
     def __exit__(self, *exc) -> None:
-        for lg, level in self.saved:
+        for lg, level, propagate in self.saved:
             lg.removeHandler(self.handler)
             lg.setLevel(level)
+            lg.propagate = propagate
         self.handler.close()
 
 
