@@ -220,7 +220,8 @@ class EvalContext:
 
     splits: Splits
     synthetic: ImageSet
-    generator: Generator
+    #: None in the matrix's ``real-data`` reference row (the private split as "samples")
+    generator: Generator | None
     budget: PrivacyBudget
     ledger: Ledger | None
     seed: int
