@@ -14,6 +14,7 @@ from .accounting import (
 from .bounds import (
     ReRoEstimate,
     effective_noise_std,
+    rero_composition,
     rero_dp,
     rero_dpsgd,
     rero_gdp,
@@ -45,6 +46,7 @@ __all__ = [
     "rero_gdp",
     "rero_dp",
     "rero_dpsgd",
+    "rero_composition",
     "effective_noise_std",
     "uninformed_mse_cdf",
     "uninformed_mse_mean",

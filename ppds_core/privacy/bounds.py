@@ -24,6 +24,7 @@ linear-layer threat model of Schwethelm et al. (TMLR 2025).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "rero_gdp",
     "rero_dp",
     "rero_dpsgd",
+    "rero_composition",
     "effective_noise_std",
     "uninformed_mse_cdf",
     "uninformed_mse_mean",
@@ -152,7 +154,23 @@ def _clopper_pearson(k: int, n: int, alpha: float) -> tuple[float, float]:
 
 def rero_dpsgd(kappa: float, noise_multiplier: float, sample_rate: float, steps: int,
                samples: int = 100_000, seed: int = 0, confidence: float = 0.95) -> ReRoEstimate:
-    """Monte-Carlo ReRo γ(κ) for T steps of Poisson-subsampled DP-SGD.
+    """Monte-Carlo ReRo γ(κ) for T steps of Poisson-subsampled DP-SGD with (σ, q).
+
+    See :func:`rero_composition` for the method and its interval.
+    """
+    return rero_composition(kappa, [(noise_multiplier, sample_rate, steps)],
+                            samples=samples, seed=seed, confidence=confidence)
+
+
+def rero_composition(kappa: float, history: Sequence[tuple[float, float, int]],
+                     samples: int = 100_000, seed: int = 0,
+                     confidence: float = 0.95) -> ReRoEstimate:
+    """Monte-Carlo ReRo γ(κ) for composed Poisson-subsampled Gaussian mechanisms.
+
+    ``history`` holds (σ, q, T) per mechanism, as in the accountants: DP-SGD
+    runs and full-data Gaussian queries (q = 1) alike. The composition's
+    dominating pair is the product of the mechanisms' pairs, so its privacy
+    loss L is the sum of theirs and is sampled exactly (no approximation).
 
     Method (documented in docs/privacy-accounting.md):
 
@@ -167,28 +185,40 @@ def rero_dpsgd(kappa: float, noise_multiplier: float, sample_rate: float, steps:
        (α/4 each). By the union bound the interval covers γ(κ) with
        probability ≥ ``confidence`` = 1 − α.
 
-    Cost: 2·samples·T float32 draws (q = 1 needs one draw per sample: the
-    sum of T full-batch Gaussian losses is itself Gaussian).
+    Cost: 2·samples·ΣT float32 draws over the q < 1 mechanisms, ~20–45 ns
+    each on one CPU core (a q = 1 mechanism costs one draw per sample: its
+    T Gaussian losses sum to one Gaussian).
     """
     from scipy.stats import binom
 
     _check_kappa(kappa)
-    if not noise_multiplier > 0 or math.isinf(noise_multiplier):
-        raise ConfigError(f"noise multiplier must be finite and > 0, got {noise_multiplier}")
-    if not 0 < sample_rate <= 1:
-        raise ConfigError(f"sample rate must be in (0, 1], got {sample_rate}")
-    if int(steps) != steps or steps < 1:
-        raise ConfigError(f"steps must be a whole number ≥ 1, got {steps}")
+    history = [(float(s), float(q), int(t)) for s, q, t in history]
+    if not history or all(t == 0 for _, _, t in history):
+        raise ConfigError("the ReRo bound needs at least one mechanism with ≥ 1 step")
+    for sigma, q, steps in history:
+        if not sigma > 0 or math.isinf(sigma):
+            raise ConfigError(f"noise multiplier must be finite and > 0, got {sigma}")
+        if not 0 < q <= 1:
+            raise ConfigError(f"sample rate must be in (0, 1], got {q}")
+        if steps < 0:
+            raise ConfigError(f"steps must be a whole number ≥ 1, got {steps}")
     if int(samples) != samples or samples < 100:
         raise ConfigError(f"samples must be a whole number ≥ 100, got {samples}")
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
-    n, steps = int(samples), int(steps)
+    n = int(samples)
     alpha = 1 - confidence
     rng = np.random.default_rng(seed)
 
-    under_p = np.sort(_privacy_loss_samples(rng, n, noise_multiplier, sample_rate, steps, False))
-    under_q = np.sort(_privacy_loss_samples(rng, n, noise_multiplier, sample_rate, steps, True))
+    def losses(under_q: bool) -> np.ndarray:
+        total = np.zeros(n)
+        for sigma, q, steps in history:
+            if steps:
+                total += _privacy_loss_samples(rng, n, sigma, q, steps, under_q)
+        return np.sort(total)
+
+    under_p = losses(False)
+    under_q = losses(True)
 
     def q_mass_above(tau: float) -> int:
         return int(n - np.searchsorted(under_q, tau, side="left"))
