@@ -18,6 +18,7 @@ MODULE = "ppds_fake_matrix"
 
 SOURCE = (
     '''
+    import json
     import math
     import os
     import time
@@ -112,6 +113,8 @@ SOURCE = (
 
         def fit(self, private, budget, ctx):
             count(f"fit {budget.epsilon} {ctx.seed} {self.config.steps}")
+            if ctx.trainer:
+                count("trainer " + json.dumps(ctx.trainer, sort_keys=True))
             if self.config.fail:
                 raise RuntimeError("fake generator exploded")
             for s in range(self.config.steps):

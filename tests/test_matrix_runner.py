@@ -67,7 +67,8 @@ def test_first_run_rerun_is_a_no_op_and_one_changed_metric_recomputes_alone(fake
 
 def test_results_schema_capabilities_and_references(fakes, tmp_path):
     out = tmp_path / "out"
-    run_matrix(copy.deepcopy(MATRIX), out)
+    run_matrix(copy.deepcopy(MATRIX) | {"trainer": {"accelerator": "cpu", "devices": 1}}, out)
+    assert 'trainer {"accelerator": "cpu", "devices": 1}' in counts(tmp_path)  # passed through to fit
     raw = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     inf_rows = [r for r in raw if r["generator"] == "fake-gen" and r["epsilon"] == "inf"]
     assert inf_rows and all(r["epsilon_spent"] == "inf" and r["reference"] for r in inf_rows)

@@ -362,7 +362,7 @@ class _Runner:
             return
         ctx = EvalContext(
             splits=splits, synthetic=synthetic,
-            generator=outcome.generator if outcome else None,  # type: ignore[arg-type]
+            generator=outcome.generator if outcome else None,
             budget=cell.budget, ledger=outcome.ledger if outcome else None, seed=cell.seed,
             cache_dir=self.cache_dir, workdir=workdir, trainer=dict(self.matrix.config.trainer),
             fit_fresh=self._fit_fresh(cell, splits, workdir) if outcome else None,
