@@ -229,12 +229,28 @@ def _collect_notes(board: Board, df: pd.DataFrame) -> None:
 # --------------------------------------------------------------------------- rendering
 
 
-def _table_md(board: Board, rows: list[BoardRow]) -> list[str]:
-    head = ["dataset", "generator", "ε", "ε spent", "seeds"] + [c.header for c in board.columns]
+_SECTIONS = (("metric", "Utility and other metrics"), ("attack", "Attacks (privacy)"))
+
+
+def _sections(board: Board) -> list[tuple[str, list[Column]]]:
+    """Metric columns and attack columns, as separate tables (attacks report many numbers each)."""
+    out = []
+    for kind, title in _SECTIONS:
+        cols = [c for c in board.columns if c.kind == kind]
+        if cols:
+            out.append((title, cols))
+    rest = [c for c in board.columns if c.kind not in {k for k, _ in _SECTIONS}]
+    if rest:
+        out.append(("Other", rest))
+    return out
+
+
+def _table_md(board: Board, rows: list[BoardRow], columns: list[Column]) -> list[str]:
+    head = ["dataset", "generator", "ε", "ε spent", "seeds"] + [c.header for c in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r.dataset, r.generator, r.epsilon_text, r.spent_text, str(r.seeds)]
-        for c in board.columns:
+        for c in columns:
             e = r.entries.get(c.name, Entry())
             cells.append(f"**{e.text()}**" if e.best else e.text())
         lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
@@ -250,14 +266,19 @@ def render_md(board: Board) -> str:
         return "\n".join(out + ["No results yet.", ""])
     out += ["↑ higher is better, ↓ lower is better; **bold** = best private row of its dataset; "
             "mean ± std over seeds.", ""]
-    out += _table_md(board, board.main_rows) if board.main_rows else ["No private rows."]
+    for title, cols in _sections(board):
+        rows = [r for r in board.main_rows if any(c.name in r.entries for c in cols)]
+        out += [f"## {title}", ""] + (_table_md(board, rows, cols) if rows else ["No private rows."]) + [""]
     if board.reference_rows:
-        out += ["", "## Reference rows", "",
+        out += ["## Reference rows", "",
                 "Not competitors: ε = ∞ is each recipe without DP; `real-data` evaluates the metrics "
                 "on the private split itself.", ""]
-        out += _table_md(board, board.reference_rows)
+        for title, cols in _sections(board):
+            rows = [r for r in board.reference_rows if any(c.name in r.entries for c in cols)]
+            if rows:
+                out += [f"### {title}", ""] + _table_md(board, rows, cols) + [""]
     if board.notes:
-        out += ["", "## Failed and skipped", ""] + [f"- {n}" for n in board.notes]
+        out += ["## Failed and skipped", ""] + [f"- {n}" for n in board.notes]
     if board.sources:
         out += ["", "Sources: " + ", ".join(f"`{s}`" for s in board.sources)]
     return "\n".join(out) + "\n"
@@ -281,9 +302,9 @@ var r=(!isNaN(fa)&&!isNaN(fc))?fa-fc:a.localeCompare(c);return asc?r:-r;});
 rs.forEach(function(r){b.appendChild(r);});});});"""
 
 
-def _table_html(board: Board, rows: list[BoardRow]) -> str:
+def _table_html(board: Board, rows: list[BoardRow], columns: list[Column]) -> str:
     esc = html.escape
-    head = ["dataset", "generator", "ε", "ε spent", "seeds"] + [c.header for c in board.columns]
+    head = ["dataset", "generator", "ε", "ε spent", "seeds"] + [c.header for c in columns]
     out = ['<table class="sortable"><thead><tr>' + "".join(f"<th>{esc(h)}</th>" for h in head)
            + "</tr></thead><tbody>"]
     for r in rows:
@@ -291,7 +312,7 @@ def _table_html(board: Board, rows: list[BoardRow]) -> str:
         tds = [f"<td>{esc(r.dataset)}</td>", f"<td>{esc(r.generator)}</td>",
                f'<td data-v="{eps_v}">{esc(r.epsilon_text)}</td>', f"<td>{esc(r.spent_text)}</td>",
                f"<td>{r.seeds}</td>"]
-        for c in board.columns:
+        for c in columns:
             e = r.entries.get(c.name, Entry())
             cls = "best" if e.best else e.status
             title = f' title="{esc(e.error)}"' if e.error else ""
@@ -315,11 +336,17 @@ def render_html(board: Board) -> str:
     else:
         parts.append("<p>↑ higher is better, ↓ lower is better; <b>bold</b> = best private row of its dataset; "
                      "mean ± std over seeds. Click a column header to sort.</p>")
-        parts.append(_table_html(board, board.main_rows) if board.main_rows else "<p>No private rows.</p>")
+        for title, cols in _sections(board):
+            rows = [r for r in board.main_rows if any(c.name in r.entries for c in cols)]
+            parts.append(f"<h2>{esc(title)}</h2>")
+            parts.append(_table_html(board, rows, cols) if rows else "<p>No private rows.</p>")
         if board.reference_rows:
             parts.append("<h2>Reference rows</h2><p>Not competitors: ε = ∞ is each recipe without DP; "
                          "<code>real-data</code> evaluates the metrics on the private split itself.</p>")
-            parts.append(_table_html(board, board.reference_rows))
+            for title, cols in _sections(board):
+                rows = [r for r in board.reference_rows if any(c.name in r.entries for c in cols)]
+                if rows:
+                    parts.append(f"<h3>{esc(title)}</h3>" + _table_html(board, rows, cols))
     if board.notes:
         parts.append("<h2>Failed and skipped</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in board.notes) + "</ul>")
     if board.plots:
@@ -377,24 +404,33 @@ def render(board: Board, fmt: str) -> str:
 
 
 def render_rich(board: Board):
-    """A rich Table for the terminal (reference rows after a section break)."""
+    """Rich tables for the terminal, transposed: one row per measurement, one column per
+    (generator, ε) — a matrix has few cells but attacks report many numbers each."""
+    from rich.console import Group
     from rich.table import Table
 
-    t = Table(title=board.title, show_lines=False)
-    for h in ["dataset", "generator", "ε", "ε spent", "seeds"] + [c.header for c in board.columns]:
-        t.add_column(h)
-    for i, group in enumerate((board.main_rows, board.reference_rows)):
-        if i and group:
-            t.add_section()
-        for r in group:
-            cells = [r.dataset, r.generator, r.epsilon_text, r.spent_text, str(r.seeds)]
-            for c in board.columns:
-                e = r.entries.get(c.name, Entry())
-                style = {"failed": "red", "skipped": "dim"}.get(e.status)
-                text = e.text()
-                cells.append(f"[bold green]{text}[/]" if e.best else f"[{style}]{text}[/]" if style else text)
-            t.add_row(*cells)
-    return t
+    tables = []
+    for dataset in dict.fromkeys(r.dataset for r in board.rows):
+        rows = [r for r in board.rows if r.dataset == dataset]
+        rows = [r for r in rows if not r.reference] + [r for r in rows if r.reference]
+        t = Table(title=f"{board.title} — {dataset}" if len(board.rows) else board.title, show_lines=False)
+        t.add_column("measurement")
+        for r in rows:
+            ref = " (ref)" if r.reference else ""
+            t.add_column(f"{r.generator}\nε={r.epsilon_text}{ref}" if r.generator != "real-data" else "real-data\n(ref)",
+                         justify="right")
+        t.add_row("ε spent", *[r.spent_text for r in rows], end_section=True)
+        for _title, cols in _sections(board):
+            for j, c in enumerate(cols):
+                cells = []
+                for r in rows:
+                    e = r.entries.get(c.name, Entry())
+                    style = {"failed": "red", "skipped": "dim"}.get(e.status)
+                    text = e.text()
+                    cells.append(f"[bold green]{text}[/]" if e.best else f"[{style}]{text}[/]" if style else text)
+                t.add_row(c.header, *cells, end_section=j == len(cols) - 1)
+        tables.append(t)
+    return Group(*tables)
 
 
 # --------------------------------------------------------------------------- files
