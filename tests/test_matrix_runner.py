@@ -63,6 +63,11 @@ def test_first_run_rerun_is_a_no_op_and_one_changed_metric_recomputes_alone(fake
     gaps = {r["cell"]: r["value"] for r in read_results(out) if r["name"] == "fake-gap"}
     old = {r["cell"]: r["value"] for r in rows if r["name"] == "fake-gap"}
     assert all(gaps[c] == pytest.approx(2 * old[c]) for c in old)
+    # the board shows the current measurement once per cell, not an average of old and new
+    board = json.loads((out / "leaderboard.json").read_text())
+    by_eps = {r["epsilon"]: r["values"]["fake-gap"] for r in board["rows"] if r["generator"] == "fake-gen"}
+    assert {e: v["n"] for e, v in by_eps.items()} == {1.0: 1, 10.0: 1, "inf": 1}
+    assert by_eps[1.0]["mean"] == pytest.approx(2 * old[next(r["cell"] for r in rows if r["epsilon"] == 1.0)])
 
 
 def test_results_schema_capabilities_and_references(fakes, tmp_path):
@@ -119,6 +124,9 @@ def test_a_failing_metric_and_a_failing_fit_are_recorded_and_the_rest_completes(
     assert "Traceback" in log and "RuntimeError: kaboom" in log
     board = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "failed" in board and "kaboom" in board
+    # two configs of one generator are two leaderboard rows, labelled by their recipe hash
+    gens = {r["generator"] for r in json.loads((tmp_path / "out" / "leaderboard.json").read_text())["rows"]}
+    assert len({g for g in gens if g.startswith("fake-gen [")}) == 2 and "real-data" in gens
 
 
 def test_two_shards_fill_one_folder_like_one_unsharded_run(fakes, tmp_path):

@@ -104,6 +104,13 @@ class Cell:
         }
 
     @property
+    def variant(self) -> str:
+        """Hash of the recipe without ε and seed: rows of one variant form one leaderboard row
+        per ε, and two configs of the same generator never get averaged together."""
+        spec = {k: v for k, v in self.spec().items() if k not in ("epsilon", "seed")}
+        return content_hash(spec)[:8]
+
+    @property
     def key(self) -> str:
         return content_hash(self.spec())
 

@@ -230,6 +230,7 @@ class _Runner:
             "generator_version": cell.generator.version if cell.generator else None,
             "public": cell.dataset.public.name if cell.dataset.public else None,
             "matrix": self.matrix.config.name,
+            "variant": cell.variant,
             "smoke": cell.smoke,
             "reference": cell.is_reference_data or not cell.budget.is_private,
             "reference_data": cell.is_reference_data,

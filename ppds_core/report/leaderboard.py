@@ -144,6 +144,16 @@ def _is_reference(r: dict[str, Any]) -> bool:
     return bool(r.get("reference")) or r.get("generator") == "real-data" or math.isinf(r.get("epsilon", 0))
 
 
+def _latest_per_measurement(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (cell, kind, name): the last written. A metric whose config changed
+    leaves its old rows in results.jsonl; the board shows the current measurement."""
+    last: dict[tuple, int] = {}
+    for i, r in enumerate(rows):
+        last[(r.get("cell"), r.get("kind"), r.get("name"))] = i
+    keep = set(last.values())
+    return [r for i, r in enumerate(rows) if i in keep]
+
+
 def build_board(rows: list[dict[str, Any]], title: str | None = None) -> Board:
     """Aggregate rows over seeds into a :class:`Board`; refuses smoke and real rows together."""
     smoke_flags = {bool(r.get("smoke")) for r in rows}
@@ -160,8 +170,17 @@ def build_board(rows: list[dict[str, Any]], title: str | None = None) -> Board:
                   sources=sorted({r["_run_dir"] for r in rows if "_run_dir" in r}))
     if not rows:
         return board
+    rows = _latest_per_measurement(rows)
     df = pd.DataFrame(rows)
     df["reference"] = [_is_reference(r) for r in rows]
+    if "variant" not in df:
+        df["variant"] = ""
+    df["variant"] = df["variant"].fillna("")
+    variants = df.groupby(["dataset", "generator"])["variant"].nunique()
+    df["generator"] = [
+        f"{g} [{v[:6]}]" if v and variants.get((d, g), 1) > 1 else g
+        for d, g, v in zip(df["dataset"], df["generator"], df["variant"], strict=True)
+    ]
     df["_order_kind"] = df["kind"].map({"metric": 0, "attack": 1}).fillna(2)
 
     seen: dict[str, Column] = {}
