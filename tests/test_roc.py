@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from ppds_core.evaluation import (
     auc,
+    auc_confidence_interval,
     balanced_accuracy,
     clopper_pearson,
     epsilon_lower_bound,
@@ -26,6 +27,15 @@ def test_auc_matches_sklearn_with_ties():
     s = np.round(np.r_[rng.normal(1, 1, 300), rng.normal(0, 1, 200)], 1)  # many ties
     m = np.r_[np.ones(300, bool), np.zeros(200, bool)]
     assert auc(roc_curve(s, m)) == pytest.approx(roc_auc_score(m, s), abs=1e-12)
+
+
+def test_auc_interval_covers_chance_only_for_chance_scores():
+    rng = np.random.default_rng(3)
+    m = np.r_[np.ones(200, bool), np.zeros(200, bool)]
+    lo, hi = auc_confidence_interval(roc_curve(rng.normal(size=400), m))
+    assert lo < 0.5 < hi and hi - lo < 0.15
+    lo, hi = auc_confidence_interval(roc_curve(np.r_[rng.normal(1, 1, 200), rng.normal(0, 1, 200)], m))
+    assert lo > 0.6
 
 
 def test_perfect_and_inverted_separation():

@@ -25,7 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from ..interfaces import Measurement
-from .roc import auc, balanced_accuracy, epsilon_lower_bound, roc_curve, tpr_at_fpr
+from .roc import (
+    auc,
+    auc_confidence_interval,
+    balanced_accuracy,
+    epsilon_lower_bound,
+    roc_curve,
+    tpr_at_fpr,
+)
 
 __all__ = ["membership_measurements", "write_scores", "read_scores"]
 
@@ -48,8 +55,10 @@ def membership_measurements(
     is_member = np.asarray(is_member, dtype=bool)
     curve = roc_curve(scores, is_member)
     n = {"n_members": curve.n_members, "n_nonmembers": curve.n_nonmembers}
+    lo, hi = auc_confidence_interval(curve, confidence)
     rows = [
-        Measurement(f"{prefix}-auc", auc(curve), False, dict(n)),
+        Measurement(f"{prefix}-auc", auc(curve), False,
+                    {"ci_low": lo, "ci_high": hi, "confidence": confidence, **n}),
         Measurement(f"{prefix}-tpr@1%fpr", tpr_at_fpr(curve, 0.01), False,
                     {"tpr_at_fpr": 0.01, **n}),
         Measurement(f"{prefix}-tpr@0.1%fpr", tpr_at_fpr(curve, 0.001), False,

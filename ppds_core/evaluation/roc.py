@@ -34,6 +34,7 @@ __all__ = [
     "RocCurve",
     "roc_curve",
     "auc",
+    "auc_confidence_interval",
     "tpr_at_fpr",
     "balanced_accuracy",
     "clopper_pearson",
@@ -88,6 +89,20 @@ def roc_curve(scores, is_member) -> RocCurve:
 def auc(curve: RocCurve) -> float:
     """Area under the ROC curve (trapezoids; ties count one half)."""
     return float(np.trapezoid(curve.tpr, curve.fpr))
+
+
+def auc_confidence_interval(curve: RocCurve, confidence: float = 0.95) -> tuple[float, float]:
+    """Normal-approximation interval of the AUC with the Hanley–McNeil (1982) standard error.
+
+    Enough to say whether an attack is distinguishable from chance (0.5 inside
+    or outside the interval); it treats candidates as independent.
+    """
+    a = auc(curve)
+    n1, n2 = curve.n_members, curve.n_nonmembers
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2)
+    half = float(stats.norm.ppf(0.5 + confidence / 2)) * math.sqrt(max(var, 0.0))
+    return max(0.0, a - half), min(1.0, a + half)
 
 
 def tpr_at_fpr(curve: RocCurve, target_fpr: float) -> float:
