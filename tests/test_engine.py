@@ -251,6 +251,17 @@ def test_poisson_batches_vary_and_are_seeded():
     assert len(sizes) > 1  # Poisson: the batch size is random, not fixed at 12
 
 
+@pytest.mark.parametrize("mode", GRAD_SAMPLE_MODES)
+def test_empty_poisson_batches_are_noise_only_steps(mode):
+    """q = 1/48: many batches are empty; every mode must still take (and count) the step."""
+    m = built(lr=1.0, null_width=8)
+    ledger = fit(m, eps=20.0, batch_size=1, steps=6, grad_sample_mode=mode)
+    sizes = [len(b) for b in m.batches]
+    assert 0 in sizes and any(sizes)
+    assert m.dp.steps_done == 6 and ledger.dp_sgd().steps == 6
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+
+
 # --------------------------------------------------------------------------- ε = ∞
 
 

@@ -47,22 +47,24 @@ SCRIPT = textwrap.dedent(
             zero = self.net["null"](torch.zeros(x.shape[0], 64)).sum(1)  # gradient 0: noise only
             self.private_step(losses + 0.0 * zero)
 
-    def run(out, trainer):
+    def run(out, trainer, eps=4.0, tag=""):
         g = torch.Generator().manual_seed(0)
         data = torch.utils.data.TensorDataset(torch.rand(96, 1, 4, 4, generator=g),
                                               torch.randint(0, 3, (96,), generator=g))
         pl.seed_everything(0, verbose=False)
         model = Model()
         start = {k: v.clone() for k, v in model.state_dict().items()}
-        plan = DPSGDPlan(budget=PrivacyBudget(epsilon=4.0), batch_size=24, steps=4,
+        plan = DPSGDPlan(budget=PrivacyBudget(epsilon=eps), batch_size=24, steps=4,
                          accountant="gdp")
         ledger = fit_private(model, data, plan, FitContext(seed=0, trainer=trainer))
         torch.save({"start": start, "end": model.state_dict(), "ledger": ledger.to_json(),
                     "world": model.dp.world_size, "steps": model.dp.steps_done},
-                   os.path.join(out, f"rank{model.dp.rank}.pt"))
+                   os.path.join(out, f"{tag}rank{model.dp.rank}.pt"))
 
     if __name__ == "__main__":
         run(sys.argv[1], json.loads(sys.argv[2]))
+        # a second fit in the same processes: the non-private reference run
+        run(sys.argv[1], json.loads(sys.argv[2]), float("inf"), "inf-")
     """
 )
 
@@ -78,11 +80,12 @@ def ddp_run(tmp_path_factory):
                           cwd=out, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt") for r in (0, 1)]
-    return ranks, script
+    ranks_inf = [torch.load(out / f"inf-rank{r}.pt") for r in (0, 1)]
+    return ranks, script, ranks_inf
 
 
 def test_replicas_are_identical_and_trained(ddp_run):
-    (r0, r1), _ = ddp_run
+    (r0, r1), _, _ = ddp_run
     assert r0["world"] == r1["world"] == 2
     assert r0["steps"] == r1["steps"] == 4
     for name in r0["end"]:
@@ -91,7 +94,7 @@ def test_replicas_are_identical_and_trained(ddp_run):
 
 
 def test_same_ledger_as_a_single_process_run(ddp_run, tmp_path):
-    (r0, r1), script = ddp_run
+    (r0, r1), script, _ = ddp_run
     ddp = Ledger.from_json(r0["ledger"])
     assert Ledger.from_json(r1["ledger"]) == ddp
     # the same config on one process
@@ -106,8 +109,20 @@ def test_same_ledger_as_a_single_process_run(ddp_run, tmp_path):
 
 def test_noise_is_added_once_per_global_batch(ddp_run):
     """T = 4 steps, SGD lr = 1, E = 24: std(Δθ_null)·E = σ·C·√T, not ·√(2T) nor 0."""
-    (r0, _), _ = ddp_run
+    (r0, _), _, _ = ddp_run
     spend = Ledger.from_json(r0["ledger"]).dp_sgd()
     moved = (r0["end"]["net.null.weight"] - r0["start"]["net.null.weight"]).flatten() * 24
     expected = spend.noise_multiplier * spend.max_grad_norm * 2.0
     assert moved.std().item() == pytest.approx(expected, rel=0.06)  # 4096 draws
+
+
+def test_infinite_epsilon_under_ddp_is_noise_free_and_in_sync(ddp_run):
+    _, _, (r0, r1) = ddp_run
+    ledger = Ledger.from_json(r0["ledger"])
+    assert not ledger.is_private and ledger.dp_sgd() is None and ledger.epsilon_spent == float("inf")
+    assert r0["steps"] == r1["steps"] == 4
+    for name in r0["end"]:
+        torch.testing.assert_close(r0["end"][name], r1["end"][name], rtol=0, atol=0)
+    # zero gradient and no noise: the null layer does not move; the classifier does
+    assert torch.equal(r0["end"]["net.null.weight"], r0["start"]["net.null.weight"])
+    assert not torch.equal(r0["end"]["net.clf.weight"], r0["start"]["net.clf.weight"])

@@ -70,6 +70,19 @@ class PerSampleGradients:
         else:
             per_sample_losses.sum().backward()
 
+    def empty_batch(self) -> None:
+        """An empty Poisson batch: zero per-sample gradients, so the step is noise only.
+
+        (functorch and ExpandedWeights cannot backpropagate a batch of size 0.)
+        """
+        for p in self.module.parameters():
+            if not p.requires_grad:
+                continue
+            if self.mode == "ghost":
+                p.grad = torch.zeros_like(p)
+            else:
+                p.grad_sample = p.new_zeros((0, *p.shape))
+
     @contextmanager
     def disabled(self) -> Iterator[None]:
         """Forward/backward through the private module without per-sample bookkeeping."""
@@ -112,30 +125,47 @@ class PerSampleGradients:
 
 
 class _ExpandedWeightsForward:
-    """Routes the module's own forward through torch's ``call_for_per_sample_grads``.
+    """Routes forwards through torch's ``call_for_per_sample_grads`` (ExpandedWeights).
 
-    ``ew`` has no hooks-only form in Opacus (it needs its wrapper's forward),
-    so the module's instance ``forward`` is replaced by one that calls the
-    original under ExpandedWeights when training with gradients enabled.
+    ``ew`` has no hooks-only form in Opacus (it needs its wrapper's forward).
+    Here the *outermost modules that own parameters* get an instance
+    ``forward`` that runs the original under ExpandedWeights when training
+    with gradients enabled — so per-sample gradients appear however the
+    author reaches those layers (``self.net["clf"](x)`` as well as ``self.net(x)``).
     """
 
     def __init__(self, module: nn.Module) -> None:
         from torch.nn.utils._per_sample_grad import call_for_per_sample_grads
 
-        self.module = module
-        self._original = module.forward
         self._call = call_for_per_sample_grads
-        self._inside = False
+        self._inside = False  # shared: nested wrapped calls run their original forward
         self._enabled = True
-        module.forward = self._forward  # type: ignore[method-assign]
+        self._wrapped: list[nn.Module] = []
+        self._wrap(module)
 
-    def _forward(self, *args, **kwargs):
-        if self._inside or not self._enabled or not self.module.training or not torch.is_grad_enabled():
-            return self._original(*args, **kwargs)
+    def _wrap(self, module: nn.Module) -> None:
+        if any(p is not None and p.requires_grad for p in module._parameters.values()):
+            original = module.forward
+
+            def forward(*args, _module=module, _original=original, **kwargs):
+                return self._forward(_module, _original, args, kwargs)
+
+            module.forward = forward  # type: ignore[method-assign]
+            self._wrapped.append(module)
+            return  # its children's parameters are expanded with it
+        for child in module.children():
+            self._wrap(child)
+
+    def _forward(self, module: nn.Module, original, args, kwargs):
+        if (self._inside or not self._enabled or not module.training
+                or not torch.is_grad_enabled()):
+            return original(*args, **kwargs)
+        batch = args[0].shape[0]
+        if batch == 0:  # ExpandedWeights refuses it; the engine handles empty batches
+            return original(*args, **kwargs)
         self._inside = True
         try:
-            batch = args[0].shape[0]
-            return self._call(self.module, batch_size=batch, loss_reduction="sum")(*args, **kwargs)
+            return self._call(module, batch_size=batch, loss_reduction="sum")(*args, **kwargs)
         finally:
             self._inside = False
 
@@ -148,8 +178,9 @@ class _ExpandedWeightsForward:
             self._enabled = True
 
     def remove(self) -> None:
-        if self.module.__dict__.get("forward") == self._forward:
-            del self.module.forward
+        for module in self._wrapped:
+            module.__dict__.pop("forward", None)
+        self._wrapped = []
 
 
 def _validate(module: nn.Module) -> None:

@@ -463,7 +463,10 @@ class DPSGDModule(pl.LightningModule):
         st.optimizer.zero_grad(set_to_none=True)
         st.stepped_this_batch = True
         if st.schedule.private:
-            st.grads.backward(per_sample_losses, st.optimizer)
+            if per_sample_losses.shape[0] == 0:
+                st.grads.empty_batch()
+            else:
+                st.grads.backward(per_sample_losses, st.optimizer)
             lopt.step()
             st.accountant.step(noise_multiplier=st.schedule.noise_multiplier,
                                sample_rate=st.schedule.sample_rate)
