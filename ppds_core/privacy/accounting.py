@@ -168,24 +168,55 @@ def _rdp_epsilon(history: History, delta: float) -> float:
     return max(0.0, float(eps))
 
 
-def _prv_epsilon(history: History, delta: float) -> float:
-    """Opacus' PRV upper bound with ``eps_error`` relative to the RDP ε.
+#: largest PRV discretisation grid (points); beyond it eps_error is coarsened
+_PRV_MAX_POINTS = 4_000_000
+#: above this RDP ε the PRV's exp(t) overflows float64 on its domain
+_PRV_MAX_EPSILON = 300.0
 
-    Opacus' default ``eps_error = 0.01`` is absolute: 5 % of ε = 0.2. We use
-    ``eps_error = clip(0.003·ε_rdp, 3e-4, 0.01)`` (ε_rdp ≥ ε_prv, so the added
-    error is ≤ ~0.5 % of ε down to ε ≈ 0.1; the cost grows as 1/eps_error)
-    and ``delta_error = δ/1000``.
-    When the discretisation fails (a domain so fine that float error swamps
-    δ, or memory for very many steps) we retry with a 10× coarser
-    ``eps_error`` — still a valid upper bound, only looser — and, if that
-    fails too, raise a BudgetError that names the RDP accountant as the fix.
+
+def _prv_epsilon(history: History, delta: float) -> float:
+    """Opacus' PRV upper bound with ``eps_error`` chosen for the ε at hand.
+
+    - Opacus' default ``eps_error = 0.01`` is absolute: 5 % of ε = 0.2. We
+      start from ``clip(0.003·ε_rdp, 3e-4, 0.01)`` (ε_rdp ≥ ε_prv, so the
+      added error is ≤ ~0.5 % of ε down to ε ≈ 0.1) and ``delta_error = δ/1000``.
+    - The grid has ≈ 2L·√(T·log(12/δ_err)/2)/eps_error points (L: Opacus'
+      safe domain). Very many steps, or a tiny δ, make that huge (memory,
+      minutes); above ``_PRV_MAX_POINTS`` we coarsen ``eps_error`` to fit.
+      Any eps_error gives a valid upper bound, only a looser one.
+    - ε_rdp above ``_PRV_MAX_EPSILON``: PRV cannot represent the loss (float
+      overflow); a BudgetError says so and names the RDP accountant.
+    - If Opacus still fails we retry once with 10× ``eps_error``, then raise
+      a BudgetError naming the RDP accountant as the fix.
+    - The result is capped at ε_rdp: both are upper bounds, so the smaller is too.
     """
     from opacus.accountants import PRVAccountant
+    from opacus.accountants.analysis.prv import (
+        PoissonSubsampledGaussianPRV,
+        compute_safe_domain_size,
+    )
 
     eps_rdp = _rdp_epsilon(history, delta)
     if eps_rdp == 0.0:
         return 0.0
+    if eps_rdp > _PRV_MAX_EPSILON:
+        raise BudgetError(
+            f"epsilon is astronomically large (RDP gives {eps_rdp:.4g}) for "
+            f"{_describe(history)} at delta={delta:g}; the PRV accountant cannot represent it "
+            "— use accountant='rdp', or add noise"
+        )
+    delta_error = delta / 1000
     eps_error = min(0.01, max(3e-4, 3e-3 * eps_rdp))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        half_width = compute_safe_domain_size(
+            [PoissonSubsampledGaussianPRV(q, s) for s, q, _ in history],
+            [t for _, _, t in history], eps_error=eps_error, delta_error=delta_error,
+        )
+    total_steps = sum(t for _, _, t in history)
+    points = 2 * half_width * math.sqrt(total_steps * math.log(12 / delta_error) / 2) / eps_error
+    if points > _PRV_MAX_POINTS:
+        eps_error *= points / _PRV_MAX_POINTS
     last: Exception | None = None
     for err in (eps_error, eps_error * 10):
         acc = PRVAccountant()
@@ -195,19 +226,17 @@ def _prv_epsilon(history: History, delta: float) -> float:
             # domain edges; a result that is not finite is caught below
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
-                eps = float(acc.get_epsilon(delta=delta, eps_error=err,
-                                            delta_error=delta / 1000))
+                eps = float(acc.get_epsilon(delta=delta, eps_error=err, delta_error=delta_error))
         except RuntimeError as e:
             if "Cannot compute epsilon" in str(e):
                 # δ(ε) < δ on the whole domain: ε is ~0 up to the discretisation error
-                return err
+                return min(err, eps_rdp)
             last = e
             continue
         except (ValueError, MemoryError) as e:
             last = e
             continue
         if math.isfinite(eps):
-            # the PRV bound is never looser than RDP's; guard against a broken discretisation
             return max(0.0, min(eps, eps_rdp))
         last = RuntimeError(f"non-finite epsilon {eps}")
     raise BudgetError(
