@@ -144,6 +144,7 @@ def roc_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     for (dataset, attack), group in sorted(groups.items()):
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
         drawn = 0
+        floor = 1.0
         for r in sorted(group, key=lambda r: (r["generator"], r["epsilon"], r["seed"])):
             try:
                 with np.load(_run_dir(r) / r["scores"], allow_pickle=False) as z:
@@ -155,18 +156,20 @@ def roc_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
                 log.warning("skipping ROC of %s: %s", r["scores"], err)
                 continue
             eps = "∞" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}"
-            ax.plot(np.clip(fpr, 1e-5, 1), np.clip(tpr, 1e-5, 1), lw=1,
+            # the smallest FPR this many non-members can resolve sets the left edge
+            floor = min(floor, 1.0 / max(1, int((~member).sum())))
+            ax.plot(np.clip(fpr, 1e-6, 1), np.clip(tpr, 1e-6, 1), lw=1,
                     label=f"{r['generator']} ε={eps} s{r['seed']}")
             drawn += 1
         if not drawn:
             plt.close(fig)
             continue
-        grid = np.logspace(-5, 0, 50)
+        grid = np.logspace(-6, 0, 60)
         ax.plot(grid, grid, "k--", lw=0.7, label="chance")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlim(1e-4 if drawn else 1e-5, 1)
-        ax.set_ylim(1e-4, 1)
+        ax.set_xlim(floor / 2, 1)
+        ax.set_ylim(floor / 2, 1)
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.set_title(f"{dataset}: {attack} ROC (log-log)", fontsize=9)
