@@ -133,7 +133,7 @@ class RandomConv(torch.nn.Module):
 
 
 def test_fid_with_injected_extractor_is_named_after_it(splits, tmp_path):
-    metric = Fid().with_extractor(RandomConv(), "randomconv")
+    metric = Fid(max_samples=200).with_extractor(RandomConv(), "randomconv")
     same = metric.evaluate(make_ctx(splits, splits.holdout, tmp_path))[0]
     other = metric.evaluate(make_ctx(splits, splits.test, tmp_path))[0]
     noise = metric.evaluate(make_ctx(splits, noise_like(splits.test), tmp_path))[0]

@@ -58,10 +58,28 @@ def gaussian_stats(features: torch.Tensor | np.ndarray) -> GaussianStats:
     return GaussianStats(mu, sigma, f.shape[0])
 
 
+def _eigh(matrix: np.ndarray, vectors: bool):
+    """Symmetric eigen-decomposition through torch (its thread pool, not OpenBLAS's).
+
+    Below 512 dimensions one thread is used: on a busy machine OpenBLAS's
+    spinning threads made a 256×256 decomposition take seconds instead of ms.
+    """
+    t = torch.from_numpy(np.ascontiguousarray((matrix + matrix.T) / 2))
+    previous = torch.get_num_threads()
+    if t.shape[0] < 512:
+        torch.set_num_threads(1)
+    try:
+        if vectors:
+            vals, vecs = torch.linalg.eigh(t)
+            return vals.numpy(), vecs.numpy()
+        return torch.linalg.eigvalsh(t).numpy()
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
     """Square root of a symmetric positive semi-definite matrix (round-off negatives → 0)."""
-    sym = (matrix + matrix.T) / 2
-    vals, vecs = np.linalg.eigh(sym)
+    vals, vecs = _eigh(matrix, vectors=True)
     return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
 
 
@@ -71,8 +89,7 @@ def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
         raise ValueError(f"feature dimensions differ: {a.mu.shape} vs {b.mu.shape}")
     diff = a.mu - b.mu
     root_a = _sqrt_psd(a.sigma)
-    inner = root_a @ b.sigma @ root_a
-    vals = np.linalg.eigvalsh((inner + inner.T) / 2)
+    vals = _eigh(root_a @ b.sigma @ root_a, vectors=False)
     tr_sqrt = float(np.sqrt(np.clip(vals, 0.0, None)).sum())
     value = float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2.0 * tr_sqrt)
     # Exact arithmetic gives ≥ 0; round-off on identical sets can give −1e-12.
