@@ -21,7 +21,7 @@ from ppds_core.privacy.ledger import GaussianSpend
 
 from ._config import DiffusionConfig
 from ._ema import ema_copy, ema_update
-from ._objective import NoiseMultiplicityDDPMLoss, fold_grad_samples
+from ._objective import Draws, NoiseMultiplicityDDPMLoss, fold_grad_samples
 
 __all__ = ["DiffusionDPModule", "train_private", "KFoldingLoss"]
 
@@ -33,8 +33,9 @@ class KFoldingLoss(nn.Module):
         super().__init__()
         self.objective = objective
 
-    def forward(self, x0: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        losses = self.objective(x0, labels)
+    def forward(self, x0: torch.Tensor, labels: torch.Tensor, draws: Draws | None = None
+                ) -> torch.Tensor:
+        losses = self.objective(x0, labels, draws)
         k = self.objective.multiplicity
         if k > 1 and losses.requires_grad:
             engine = torch.autograd.Variable._execution_engine  # type: ignore[attr-defined]
