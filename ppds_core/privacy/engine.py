@@ -113,6 +113,9 @@ __all__ = [
     "fit_private",
     "public_copy",
     "DPDDPStrategy",
+    # the low-level pieces, for code that takes single privatized steps (audits, benchmarks)
+    "PerSampleGradients",
+    "make_dp_optimizer",
 ]
 
 Spend = DPSGDSpend | GaussianSpend
@@ -251,8 +254,8 @@ def _derived_seed(seed: int, *tags: object) -> int:
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") & (2**63 - 1)
 
 
-def _generator(seed: int, *tags: object) -> torch.Generator:
-    g = torch.Generator()
+def _generator(seed: int, *tags: object, device: torch.device | str = "cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
     g.manual_seed(_derived_seed(seed, *tags))
     return g
 
@@ -528,7 +531,7 @@ class DPSGDModule(pl.LightningModule):
 def _mean_over_global_batch(st: DPSGDState, local_count: int) -> bool:
     """ε = ∞: turn the summed gradient into the mean over the global batch; False if empty."""
     params = [p for g in st.optimizer.param_groups for p in g["params"] if p.grad is not None]
-    count = torch.tensor(float(local_count))
+    count = torch.tensor(float(local_count), device=params[0].device if params else "cpu")
     if st.world_size > 1:
         torch.distributed.all_reduce(count)
         for p in params:
@@ -556,6 +559,10 @@ def _attach(st: DPSGDState, trainer: pl.Trainer, private: nn.Module, opt) -> Non
         st.optimizer = opt
         return
     st.grads = PerSampleGradients(private, sch.grad_sample_mode, sch.max_grad_norm)
+    device = next(private.parameters()).device
+    if st.secure_generator is None and st.noise_generator.device != device:
+        # Opacus draws the noise on the parameters' device, with a generator of that device
+        st.noise_generator = _generator(st.seed, "noise", device=device)
     st.optimizer = make_dp_optimizer(
         opt, mode=sch.grad_sample_mode, noise_multiplier=sch.noise_multiplier,
         max_grad_norm=sch.max_grad_norm,
