@@ -34,6 +34,8 @@ def dirs(tmp_path):
         _row("g1", 1.0, 0, "acc", 0.80, True), _row("g1", 1.0, 1, "acc", 0.90, True),
         _row("g1", 1.0, 0, "fid", 30.0, False), _row("g1", 1.0, 1, "fid", 34.0, False),
         _row("g1", 1.0, 0, "auc", 0.51, False, kind="attack"),
+        _row("g1", 1.0, 0, "auc-epsilon-violation", 1.0, False, kind="attack") | {"epsilon_lb": 2.5},
+        _row("g1", 1.0, 1, "auc-epsilon-violation", 0.0, False, kind="attack") | {"epsilon_lb": 0.1},
         _row("g1", 1.0, 1, "auc", None, False, kind="attack", status="failed", error="RuntimeError: kaboom"),
         _row("g1", math.inf, 0, "acc", 0.99, True), _row("g1", math.inf, 0, "fid", 5.0, False),
         _row("g1", math.inf, 0, "auc", 0.9, False, kind="attack"),
@@ -50,7 +52,7 @@ def dirs(tmp_path):
 def test_board_aggregates_marks_best_and_keeps_references_apart(dirs):
     a, b, _ = dirs
     board = build_board(load_rows([a, b]))
-    assert [c.header for c in board.columns] == ["acc ↑", "fid ↓", "auc ↓"]
+    assert [c.header for c in board.columns] == ["acc ↑", "fid ↓", "auc ↓", "auc-epsilon-violation ↓"]
     main = {(r.generator, r.epsilon): r for r in board.main_rows}
     refs = {(r.generator, r.epsilon): r for r in board.reference_rows}
     assert set(main) == {("g1", 1.0), ("g2", 1.0)}
@@ -72,6 +74,9 @@ def test_board_aggregates_marks_best_and_keeps_references_apart(dirs):
     assert "real-data" not in main_part and "| ∞ |" not in main_part
     assert "real-data" in ref_part and "| ∞ |" in ref_part
     assert "skipped" in md and "failed" in md
+    # a claimed ε beaten by an attack is flagged at the top, naming the cell and the bound
+    assert md.index("Privacy claim violated") < md.index("## Utility")
+    assert board.violations == ["d / g1 / ε=1 / seed 0 — auc: empirical ε ≥ 2.5 > ε spent 0.9"]
 
 
 def test_all_formats_through_the_cli_merge_two_folders(dirs, tmp_path, capsys):
@@ -84,7 +89,7 @@ def test_all_formats_through_the_cli_merge_two_folders(dirs, tmp_path, capsys):
     assert set(csv["generator"]) == {"g1", "g2", "real-data"}
     assert csv.loc[csv["generator"] == "g2", "fid best"].item()
     data = json.loads((tmp_path / "board.json").read_text())
-    assert data["smoke"] is False and {c["name"] for c in data["columns"]} == {"acc", "fid", "auc"}
+    assert data["smoke"] is False and {c["name"] for c in data["columns"]} == {"acc", "fid", "auc", "auc-epsilon-violation"}
     g1 = next(r for r in data["rows"] if r["generator"] == "g1" and r["epsilon"] == 1.0)
     assert g1["values"]["acc"]["best"] and g1["values"]["auc"]["failed"] == 1
     assert any(r["epsilon"] == "inf" and r["reference"] for r in data["rows"])

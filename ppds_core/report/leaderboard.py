@@ -111,6 +111,8 @@ class Board:
     rows: list[BoardRow]
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: claimed ε beaten by an attack's empirical lower bound (``*-epsilon-violation`` rows)
+    violations: list[str] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
 
     @property
@@ -216,6 +218,7 @@ def build_board(rows: list[dict[str, Any]], title: str | None = None) -> Board:
         board.rows.append(row)
     _mark_best(board)
     _collect_notes(board, df)
+    _collect_violations(board, df)
     return board
 
 
@@ -232,6 +235,24 @@ def _mark_best(board: Board) -> None:
             best = pick(e.mean for e in cand)  # type: ignore[type-var]
             for e in cand:
                 e.best = math.isclose(e.mean, best, rel_tol=1e-12, abs_tol=1e-15)  # type: ignore[arg-type]
+
+
+def _collect_violations(board: Board, df: pd.DataFrame) -> None:
+    """Flag, never hide, a claimed ε that an attack's empirical lower bound exceeds
+    (the ``<attack>-epsilon-violation`` rows of ppds_core.evaluation.membership)."""
+    hits = df[df["name"].astype(str).str.endswith("-epsilon-violation") & (df["status"] == "ok")]
+    hits = hits[pd.to_numeric(hits["value"], errors="coerce") > 0]
+    for _, r in hits.iterrows():
+        eps = "∞" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}"
+        lb = r.get("epsilon_lb")
+        spent = r.get("epsilon_spent")
+        detail = ""
+        if isinstance(lb, int | float) and not (isinstance(lb, float) and math.isnan(lb)):
+            detail = f": empirical ε ≥ {lb:.3g} > ε spent {float(spent):.3g}"
+        board.violations.append(
+            f"{r['dataset']} / {r['generator']} / ε={eps} / seed {r['seed']} — "
+            f"{r['name'].removesuffix('-epsilon-violation')}{detail}"
+        )
 
 
 def _collect_notes(board: Board, df: pd.DataFrame) -> None:
@@ -283,6 +304,9 @@ def render_md(board: Board) -> str:
                 "these numbers say nothing about the methods.", ""]
     if not board.rows:
         return "\n".join(out + ["No results yet.", ""])
+    if board.violations:
+        out += ["> **⚠ Privacy claim violated.** An attack's empirical ε lower bound (95 % confidence) "
+                "exceeds the ε the ledger claims:", ">"] + [f"> - {v}" for v in board.violations] + [""]
     out += ["↑ higher is better, ↓ lower is better; **bold** = best private row of its dataset; "
             "mean ± std over seeds.", ""]
     for title, cols in _sections(board):
@@ -353,6 +377,10 @@ def render_html(board: Board) -> str:
     if not board.rows:
         parts.append("<p>No results yet.</p>")
     else:
+        if board.violations:
+            parts.append('<div class="smoke"><b>⚠ Privacy claim violated.</b> An attack\'s empirical ε lower '
+                         "bound (95 % confidence) exceeds the ε the ledger claims:<ul>"
+                         + "".join(f"<li>{esc(v)}</li>" for v in board.violations) + "</ul></div>")
         parts.append("<p>↑ higher is better, ↓ lower is better; <b>bold</b> = best private row of its dataset; "
                      "mean ± std over seeds. Click a column header to sort.</p>")
         for title, cols in _sections(board):
@@ -411,7 +439,7 @@ def render_json(board: Board) -> str:
     data = {"title": board.title, "smoke": board.smoke,
             "columns": [{"name": c.name, "kind": c.kind, "higher_is_better": c.higher_is_better}
                         for c in board.columns],
-            "rows": rows, "notes": board.notes, "sources": board.sources}
+            "rows": rows, "notes": board.notes, "violations": board.violations, "sources": board.sources}
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -449,6 +477,11 @@ def render_rich(board: Board):
                     cells.append(f"[bold green]{text}[/]" if e.best else f"[{style}]{text}[/]" if style else text)
                 t.add_row(c.header, *cells, end_section=j == len(cols) - 1)
         tables.append(t)
+    if board.violations:
+        from rich.text import Text
+
+        tables.append(Text("⚠ privacy claim violated (empirical ε lower bound > ε spent):\n  "
+                           + "\n  ".join(board.violations), style="bold red"))
     return Group(*tables)
 
 
