@@ -6,6 +6,8 @@ bookkeeping is under test (the accountants are tested on their own).
 
 from __future__ import annotations
 
+import copy
+import io
 import math
 
 import pytest
@@ -420,5 +422,9 @@ def test_private_discriminator_with_a_public_generator():
     assert m.dp.steps_done == 6 and m.gen_steps == 3
     assert any(not torch.equal(a, b) for a, b in zip(gen0, m.gen.parameters(), strict=True))
     assert ledger.dp_sgd().steps == 6 and ledger.epsilon_spent <= 4.0
-    # after fit the discriminator is a plain module again
+    # after fit the discriminator is a plain module again, and the module can be
+    # copied and pickled (the engine's run-time state stays behind)
     assert not any(hasattr(p, "grad_sample") for p in m.disc.parameters())
+    twin = copy.deepcopy(m)
+    assert twin.__dict__["_dp_state"] is None and m.dp.steps_done == 6
+    torch.save(m, io.BytesIO())

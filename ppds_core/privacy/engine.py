@@ -401,6 +401,13 @@ class DPSGDModule(pl.LightningModule):
         self.automatic_optimization = False
         object.__setattr__(self, "_dp_state", None)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy or a pickle of the module is not being trained: leave the engine's
+        # run-time state (generators, optimizer, data) behind
+        state = dict(super().__getstate__())
+        state["_dp_state"] = None
+        return state
+
     # -- to implement ------------------------------------------------------------------
 
     def private_module(self) -> nn.Module:
@@ -695,6 +702,7 @@ def fit_private(
         if state.grads is not None:
             state.grads.remove()
             state.grads = None
+    state.dataset = state.collate_fn = None  # keep no reference to the private data
     if state.steps_done < schedule.total_steps:
         state.notes.append(
             f"training ended after {state.steps_done} of {schedule.total_steps} planned steps"
