@@ -205,6 +205,7 @@ SOURCE = (
         name = "picky"
 
         def evaluate(self, ctx):
+            count("eval picky")
             raise SkipMeasurement("weights not found at /nowhere/picky.pt")
 
 

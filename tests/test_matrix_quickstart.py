@@ -24,3 +24,10 @@ def test_quickstart_validates_against_the_installed_plugins():
     assert kinds == {"metric", "attack"}
     n_gen = len(matrix.generators)
     assert len(expand_cells(matrix)) == 3 * n_gen + 1  # + the real-data reference
+
+
+def test_quickstart_prints_its_config(capsys):
+    from ppds_core.cli import main
+
+    assert main(["quickstart", "--print-config"]) == 0
+    assert capsys.readouterr().out == EXAMPLE.read_text()

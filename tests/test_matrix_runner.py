@@ -120,6 +120,20 @@ def test_a_failing_metric_and_a_failing_fit_are_recorded_and_the_rest_completes(
     assert gap[("fake-gen", 5.0)]["status"] == "failed" and "generator fit failed" in gap[("fake-gen", 5.0)]["error"]
     picky = [r for r in rows if r["name"] == "picky" and r["epsilon"] == 1.0]
     assert picky[0]["status"] == "skipped" and "weights not found" in picky[0]["error"]
+
+    def n(event):
+        return counts(tmp_path).count(event)
+
+    assert (n("eval picky"), n("eval boom")) == (4, 4)  # 3 fitted cells + real-data; not the failed fit
+    # a re-run retries what failed (the fit and boom) but leaves skipped rows alone…
+    again = run_matrix(path, tmp_path / "out")
+    assert again.exit_code == 1 and again.fits == 0 and again.loaded == 3
+    assert len([e for e in counts(tmp_path) if e.startswith("fit 5.0")]) == 2  # the failing fit, retried
+    assert (n("eval picky"), n("eval boom")) == (4, 8)
+    # …unless asked to retry skipped ones too (after installing missing weights)
+    run_matrix(path, tmp_path / "out", retry_skipped=True)
+    assert (n("eval picky"), n("eval boom")) == (8, 12)
+    assert len([r for r in read_results(tmp_path / "out") if r["name"] == "picky"]) == 5
     log = (tmp_path / "out" / "run.log").read_text()
     assert "Traceback" in log and "RuntimeError: kaboom" in log
     board = (tmp_path / "out" / "leaderboard.md").read_text()

@@ -17,6 +17,8 @@ def register(sub) -> None:
     add_run_options(p, out_required=False)
     p.add_argument("--check", action="store_true",
                    help="validate the config and its data, list the cells, run nothing")
+    p.add_argument("--retry-skipped", action="store_true",
+                   help="recompute skipped measurements too (e.g. after installing missing weights)")
     p.set_defaults(func=_run)
 
 
@@ -74,7 +76,7 @@ def report_summary(summary: RunSummary, quiet: bool) -> int:
 
 def _run(args) -> int:
     summary = run_matrix(args.config, args.out, shard=args.shard, smoke=args.smoke, check=args.check,
-                         quiet=args.quiet)
+                         quiet=args.quiet, retry_skipped=args.retry_skipped)
     if summary.check_only:
         if not args.quiet:
             print_cells(summary)

@@ -175,7 +175,8 @@ class _RunLog:
 
 
 class _Runner:
-    def __init__(self, matrix: ResolvedMatrix, out: Path, progress: _Progress, summary: RunSummary):
+    def __init__(self, matrix: ResolvedMatrix, out: Path, progress: _Progress, summary: RunSummary,
+                 retry_skipped: bool = False):
         self.matrix = matrix
         self.out = out
         self.progress = progress
@@ -183,8 +184,9 @@ class _Runner:
         self.results = out / RESULTS_FILE
         self.cache_dir = out / "cache"
         self.cache_dir.mkdir(exist_ok=True)
+        final = ("ok",) if retry_skipped else DONE
         self.done = {r["measurement"]: r["status"] for r in read_results(out)
-                     if r.get("measurement") and r.get("status") in DONE}
+                     if r.get("measurement") and r.get("status") in final}
         self._data: dict[int, tuple[Splits, str]] = {}
 
     # ------------------------------------------------------------------ data
@@ -424,11 +426,13 @@ def run_matrix(
     smoke: bool = False,
     check: bool = False,
     quiet: bool = True,
+    retry_skipped: bool = False,
 ) -> RunSummary:
     """Validate ``config``, then (unless ``check``) run its cells into ``out``.
 
     Returns a :class:`RunSummary`; ``summary.exit_code`` is 1 when anything
-    failed. A user mistake raises a :class:`~ppds_core.errors.PpdsError`
+    failed. ``retry_skipped`` recomputes ``skipped`` measurements too (after
+    installing the weights a metric was missing). A user mistake raises a :class:`~ppds_core.errors.PpdsError`
     before any work starts.
     """
     t0 = time.perf_counter()
@@ -450,12 +454,13 @@ def run_matrix(
     with _RunLog(out):
         log.info("ppds %s: matrix %r from %s, %d cells%s%s", __version__, matrix.config.name, matrix.source,
                  len(cells), f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "", ", smoke" if smoke else "")
-        runner = _Runner(matrix, out, progress, summary)
+        runner = _Runner(matrix, out, progress, summary, retry_skipped=retry_skipped)
         try:
             for cell in cells:
                 runner.run_cell(cell)
                 progress.cell_done()
         finally:
+            progress.cell("done")
             progress.stop()
         summary.seconds = time.perf_counter() - t0
         try:
