@@ -309,8 +309,9 @@ def test_what_cannot_be_honoured_is_refused_before_training():
         fit_private(m, Indexed(), plan, FitContext(trainer={"max_steps": 10}))
     with pytest.raises(ConfigError, match="ddp_spawn"):
         fit_private(m, Indexed(), plan, FitContext(trainer={"strategy": "ddp_spawn", "devices": 2}))
-    with pytest.raises(ConfigError, match="loss scaler"):
-        fit_private(m, Indexed(), plan, FitContext(trainer={"precision": "16-mixed"}))
+    for precision in ("16-mixed", "bf16-mixed"):
+        with pytest.raises(ConfigError, match="not supported for DP-SGD"):
+            fit_private(m, Indexed(), plan, FitContext(trainer={"precision": precision}))
     assert m.batches == []  # nothing trained
 
 
@@ -370,6 +371,14 @@ def test_resume_from_a_checkpoint_continues_the_ledger(tmp_path):
     assert first.batches + second.batches == whole.batches
     for a, b in zip(second.parameters(), whole.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+    # a checkpoint taken after the last step: resuming spends nothing more
+    done = tmp_path / "done.ckpt"
+    with pytest.raises(_Interrupt):
+        fit_private(built(), Indexed(), plan, FitContext(seed=1), callbacks=[_SaveAndStop(7, done)])
+    again = built()
+    assert fit_private(again, Indexed(), plan, FitContext(seed=1), ckpt_path=done) == full
+    assert again.batches == [] and again.dp.steps_done == 7
 
     other = DPSGDPlan(budget=PrivacyBudget(epsilon=3.0), batch_size=6, steps=7, accountant="gdp")
     with pytest.raises(BudgetError, match="different DP-SGD schedule"):

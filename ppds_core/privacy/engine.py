@@ -467,8 +467,9 @@ class DPSGDModule(pl.LightningModule):
                 "private_step was called twice on one Poisson batch; the accountant counts "
                 "one step per sampled batch"
             )
-        if st.finished:
-            raise RuntimeError(f"all {st.total_steps} planned DP-SGD steps are done")
+        if st.finished:  # e.g. resumed from a checkpoint taken at T: nothing left to spend
+            self.trainer.should_stop = True
+            return
         lopt = self._lightning_optimizer(st.optimizer)
         st.optimizer.zero_grad(set_to_none=True)
         st.stepped_this_batch = True
@@ -526,6 +527,13 @@ class DPSGDModule(pl.LightningModule):
             shuffle_seed=_derived_seed(st.seed, "shards") % (2**31), collate_fn=st.collate_fn,
             num_workers=st.num_workers,
         )
+
+    def on_train_batch_start(self, batch, batch_idx):
+        """Skip the rest of the epoch once T steps are done (override? call super())."""
+        st = self.__dict__.get("_dp_state")
+        if st is not None and st.finished:
+            return -1
+        return None
 
     def _lightning_optimizer(self, optimizer):
         opts = self.optimizers()
@@ -606,7 +614,6 @@ class _DPSGDCallback(pl.Callback):
         st = self.st
         if st.finished:
             trainer.should_stop = True
-            return -1  # skip the rest of the epoch: nothing left to spend
         st.stepped_this_batch = False
         if st.grads is not None:
             st.grads.clear_stale()
