@@ -145,7 +145,7 @@ def test_make_opacus_accountant_steps_and_matches():
     "accountant,target",
     [("gdp", 0.5), ("gdp", 1.0), ("gdp", 3.0), ("gdp", 10.0),
      ("rdp", 0.5), ("rdp", 1.0), ("rdp", 3.0), ("rdp", 10.0),
-     ("prv", 1.0), ("prv", 10.0)],
+     ("prv", 1.0), ("prv", 3.0)],
 )
 def test_calibration_is_feasible_and_tight(accountant, target):
     q, steps, delta = 0.02, 200, 1e-5
@@ -157,9 +157,9 @@ def test_calibration_is_feasible_and_tight(accountant, target):
 def test_calibration_composes_other_spends():
     q, steps, delta, target = 0.02, 200, 1e-5, 3.0
     query = [GaussianSpend(noise_multiplier=5.0, sensitivity=1.0, purpose="semantic query")]
-    alone = calibrate_noise_multiplier(target, delta, q, steps, "prv")
     sigma = calibrate_noise_multiplier(target, delta, q, steps, "prv", other_spends=query)
-    assert sigma > alone  # the query's cost must be paid with more DP-SGD noise
+    # the query's cost is paid with more DP-SGD noise: alone, this σ leaves budget unused
+    assert dp_sgd_epsilon(sigma, q, steps, delta, "prv") < target - 0.05
     total = epsilon_of([*query, _spend(sigma, q, steps)], delta, "prv")
     assert total <= target
     assert epsilon_of([*query, _spend(sigma * 0.99, q, steps)], delta, "prv") > target
