@@ -176,18 +176,32 @@ def load_lpips(
         torch.manual_seed(0)
         model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
     if path is not None:
-        from torchvision import models
-
-        backbone = models.alexnet() if net == "alex" else models.vgg16()
-        backbone.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        for (
-            slice_
-        ) in model.net.children():  # lpips slices hold torchvision's features[i] as child "i"
-            for index, module in slice_.named_children():
-                module.load_state_dict(backbone.features[int(index)].state_dict())
+        _load_backbone(model, path, net)
     model.requires_grad_(False).eval()
     _LPIPS_MODELS[key] = model
     return model
+
+
+def _load_backbone(model: torch.nn.Module, path: Path, net: LpipsNet) -> None:
+    """Copy ``features.<i>.*`` of a torchvision checkpoint into lpips' slices (child ``"<i>"``)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    wanted = {k for k in state if k.startswith("features.")}
+    used: set[str] = set()
+    try:
+        for slice_ in model.net.children():
+            for index, module in slice_.named_children():
+                prefix = f"features.{index}."
+                part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+                module.load_state_dict(part)
+                used |= {prefix + k for k in part}
+    except RuntimeError as err:
+        raise WeightsNotFoundError(
+            f"{path} is not torchvision's {net} ImageNet checkpoint: {err}"
+        ) from None
+    if not wanted or used != wanted:
+        raise WeightsNotFoundError(
+            f"{path} is not torchvision's {net} ImageNet checkpoint (its 'features.*' tensors do not match)"
+        )
 
 
 def _lpips_input(images: torch.Tensor) -> torch.Tensor:
