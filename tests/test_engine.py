@@ -275,13 +275,16 @@ def test_infinite_epsilon_is_the_same_recipe_without_clipping_or_noise():
     assert public.batches == private.batches  # same seed ⇒ same Poisson batch
     assert ledger.target_epsilon == math.inf and ledger.epsilon_spent == math.inf
     assert ledger.dp_sgd() is None and not ledger.is_private
-    # the update is the plain mean gradient of that batch (large loss: nothing clipped)
+    # the update is Σ of the unclipped per-example gradients of that batch / E (E = 12),
+    # the private step's normalisation; a loss this large would be clipped under DP
     ref = Classifier(loss_scale=50.0)
     ref.load_state_dict(start)
     data = Indexed()
     idx = torch.tensor(public.batches[0])
-    loss = 50.0 * nn.functional.cross_entropy(ref.net["clf"](data.x[idx]), data.y[idx])
-    loss.backward()
+    losses = 50.0 * nn.functional.cross_entropy(ref.net["clf"](data.x[idx]), data.y[idx],
+                                                reduction="none")
+    (losses.sum() / 12).backward()
+    assert torch.sqrt(sum((p.grad**2).sum() for p in ref.parameters())) * 12 / len(idx) > 1.0
     for (name, p), q in zip(ref.named_parameters(), public.parameters(), strict=True):
         torch.testing.assert_close(start[name] - q.detach(), p.grad, rtol=1e-5, atol=1e-6)
 

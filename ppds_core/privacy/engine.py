@@ -51,8 +51,9 @@ Contract:
   spends and never exceeds the target.
 - ε = ∞: the identical recipe (same Poisson sampler, same seed ⇒ same
   batches, same optimizer) without clipping or noise: the gradient is the
-  plain mean of the per-sample gradients over the (global) batch. The ledger
-  has target ∞, ε_spent ∞ and no DP-SGD spend.
+  sum of the unclipped per-sample gradients over the (global) batch divided
+  by the expected batch size q·N, as in the private step. The ledger has
+  target ∞, ε_spent ∞ and no DP-SGD spend.
 - Grad-sample modes (``grad_sample_mode``): ``hooks`` (default), ``functorch``,
   ``ghost`` (ghost clipping: two backward passes, no per-sample gradients
   materialised) and ``ew`` (ExpandedWeights). All attach to the module in place.
@@ -483,8 +484,8 @@ class DPSGDModule(pl.LightningModule):
                                sample_rate=st.schedule.sample_rate)
         else:
             per_sample_losses.sum().backward()
-            if _mean_over_global_batch(st, per_sample_losses.shape[0]):
-                lopt.step()
+            _sum_over_expected_batch(st)
+            lopt.step()
         st.steps_done += 1
         st.last_loss = float(per_sample_losses.detach().mean()) if per_sample_losses.numel() else math.nan
 
@@ -543,19 +544,21 @@ class DPSGDModule(pl.LightningModule):
         raise ValueError("that optimizer was not returned by configure_*_optimizer(s)")
 
 
-def _mean_over_global_batch(st: DPSGDState, local_count: int) -> bool:
-    """ε = ∞: turn the summed gradient into the mean over the global batch; False if empty."""
-    params = [p for g in st.optimizer.param_groups for p in g["params"] if p.grad is not None]
-    count = torch.tensor(float(local_count), device=params[0].device if params else "cpu")
-    if st.world_size > 1:
-        torch.distributed.all_reduce(count)
-        for p in params:
-            torch.distributed.all_reduce(p.grad)
-    if count.item() == 0:
-        return False
-    for p in params:
-        p.grad /= count.item()
-    return True
+def _sum_over_expected_batch(st: DPSGDState) -> None:
+    """ε = ∞: Σ_i ∇loss_i over the global batch, divided by E = q·N — Opacus'
+    normalisation of the private step, without the clipping and the noise.
+
+    (Dividing by E rather than by the rows of this batch keeps the step size
+    identical to the private run's even when rows are not examples: DP-GAN's
+    fake rows, or an empty batch.)
+    """
+    for group in st.optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if st.world_size > 1:
+                torch.distributed.all_reduce(p.grad)
+            p.grad /= st.schedule.batch_size
 
 
 def _attach(st: DPSGDState, trainer: pl.Trainer, private: nn.Module, opt) -> None:
