@@ -46,6 +46,7 @@ __all__ = [
     "embed",
     "accuracy",
     "default_device",
+    "device_for",
 ]
 
 Arch = Literal["auto", "cnn", "resnet"]
@@ -73,6 +74,12 @@ def cpu_threads_for(shape: tuple[int, ...], device: torch.device) -> Iterator[No
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def device_for(trainer: dict | None) -> torch.device:
+    """The device a metric should use for a cell: CPU when the matrix asks for it, else the default."""
+    accelerator = str((trainer or {}).get("accelerator", "auto")).lower()
+    return torch.device("cpu") if accelerator == "cpu" else default_device()
 
 
 def _groups(channels: int) -> int:

@@ -40,9 +40,10 @@ class DomainSpace:
     #: copied its training data exactly would score (the floor to read a value against)
     private_fd: float
     val_accuracy: float | None
+    device: torch.device | None = None
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        return embed(self.model, images)
+        return embed(self.model, images, device=self.device)
 
 
 def check_same_shape(synthetic: ImageSet, real: ImageSet, what: str) -> None:
@@ -53,7 +54,9 @@ def check_same_shape(synthetic: ImageSet, real: ImageSet, what: str) -> None:
         )
 
 
-def _train_reference(splits: Splits, arch: Arch, epochs: int, seed: int) -> dict:
+def _train_reference(
+    splits: Splits, arch: Arch, epochs: int, seed: int, device: torch.device | None = None
+) -> dict:
     """Train the holdout classifier (validated on 10% of the holdout) and summarise the real data."""
     holdout = splits.holdout
     if len(holdout) < 20:
@@ -71,7 +74,9 @@ def _train_reference(splits: Splits, arch: Arch, epochs: int, seed: int) -> dict
     )
     real = embed(model, holdout.images)
     stats = gaussian_stats(real)
-    private_fd = frechet_distance(gaussian_stats(embed(model, splits.private.images)), stats)
+    private_fd = frechet_distance(
+        gaussian_stats(embed(model, splits.private.images, device=device)), stats
+    )
     return {
         "state_dict": model.state_dict(),
         "arch": resolve_arch(holdout.shape, arch),
@@ -87,7 +92,13 @@ def _train_reference(splits: Splits, arch: Arch, epochs: int, seed: int) -> dict
 
 
 def domain_space(
-    splits: Splits, cache_dir: Path | None, *, arch: Arch = "auto", epochs: int = 20, seed: int = 0
+    splits: Splits,
+    cache_dir: Path | None,
+    *,
+    arch: Arch = "auto",
+    epochs: int = 20,
+    seed: int = 0,
+    device: torch.device | None = None,
 ) -> DomainSpace:
     """The domain feature space of these splits, trained at most once per cache."""
     key = reference_key(
@@ -99,7 +110,7 @@ def domain_space(
         seed=seed,
     )
     ref = cached_reference(
-        cache_dir, "domain", key, lambda: _train_reference(splits, arch, epochs, seed)
+        cache_dir, "domain", key, lambda: _train_reference(splits, arch, epochs, seed, device)
     )
     if key not in _MODELS:
         model = build_classifier(tuple(ref["shape"]), int(ref["num_classes"]), ref["arch"])
@@ -113,4 +124,5 @@ def domain_space(
         stats,
         float(ref["private_fd"]),
         ref["val_accuracy"],
+        device,
     )

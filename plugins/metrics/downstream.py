@@ -81,7 +81,9 @@ class DownstreamAccuracy(Metric):
     def smoke_config(cls, config: PluginConfig) -> PluginConfig:
         return config.model_copy(update={"epochs": 1, "patience": None})
 
-    def _train(self, data: ImageSet, seed: int, num_classes: int):
+    def _train(
+        self, data: ImageSet, seed: int, num_classes: int, device: torch.device | None = None
+    ):
         cfg = self.config
         train, val = split_validation(data, cfg.val_fraction, seed)
         model = _classifiers.train_classifier(
@@ -94,10 +96,13 @@ class DownstreamAccuracy(Metric):
             lr=cfg.lr,
             patience=cfg.patience,
             num_classes=num_classes,
+            device=device,
         )
         return model, len(train), len(val) if val is not None else 0
 
-    def real_reference(self, splits: Splits, cache_dir) -> dict[str, Any]:
+    def real_reference(
+        self, splits: Splits, cache_dir, device: torch.device | None = None
+    ) -> dict[str, Any]:
         """The recipe trained on the private split (seed 0), tested on the test split; cached."""
         cfg = self.config
         options = cfg.model_dump(exclude={"real_reference", "max_train"})
@@ -109,7 +114,7 @@ class DownstreamAccuracy(Metric):
         )
 
         def compute() -> dict[str, Any]:
-            model, n_train, n_val = self._train(splits.private, 0, splits.test.num_classes)
+            model, n_train, n_val = self._train(splits.private, 0, splits.test.num_classes, device)
             log = model.training_log  # type: ignore[attr-defined]
             acc = _classifiers.accuracy(model, splits.test)
             return {"accuracy": acc, "n_train": n_train, "best_epoch": log.best_epoch}
@@ -140,7 +145,8 @@ class DownstreamAccuracy(Metric):
                 len(synthetic), generator=torch.Generator().manual_seed(ctx.seed)
             )[: cfg.max_train]
             synthetic = synthetic.subset(keep)
-        model, n_train, n_val = self._train(synthetic, ctx.seed, test.num_classes)
+        device = _classifiers.device_for(ctx.trainer)
+        model, n_train, n_val = self._train(synthetic, ctx.seed, test.num_classes, device)
         log = model.training_log  # type: ignore[attr-defined]
         extra: dict[str, Any] = {
             "n_train": n_train,
@@ -151,10 +157,12 @@ class DownstreamAccuracy(Metric):
             "val_accuracy": log.best_val_accuracy,
         }
         if cfg.real_reference:
-            ref = self.real_reference(ctx.splits, ctx.cache_dir)
+            ref = self.real_reference(ctx.splits, ctx.cache_dir, device)
             extra["real_reference"] = ref["accuracy"]
             extra["real_reference_n_train"] = ref["n_train"]
-        return [Measurement(self.name, _classifiers.accuracy(model, test), True, extra)]
+        return [
+            Measurement(self.name, _classifiers.accuracy(model, test, device=device), True, extra)
+        ]
 
 
 @hookimpl

@@ -27,7 +27,7 @@ from ppds_core import (
     hookimpl,
 )
 
-from ._classifiers import default_device
+from ._classifiers import device_for
 from ._domain import check_same_shape, domain_space
 from ._fid_core import extract_features, fid_against, fid_metric
 from ._frechet import frechet_distance, gaussian_stats
@@ -123,7 +123,7 @@ class Fid(Metric):
                 key=key,
                 cache_dir=ctx.cache_dir,
                 batch_size=cfg.batch_size,
-                device=default_device(),
+                device=device_for(ctx.trainer),
             )
             name, source = "fid", weights.name
         value = fid_against(metric, fake.images, cfg.batch_size)
@@ -168,7 +168,12 @@ class FdDomain(Metric):
         _check_enough(ctx.synthetic, "fd-domain")
         check_same_shape(ctx.synthetic, ctx.splits.holdout, "fd-domain")
         space = domain_space(
-            ctx.splits, ctx.cache_dir, arch=cfg.arch, epochs=cfg.epochs, seed=cfg.seed
+            ctx.splits,
+            ctx.cache_dir,
+            arch=cfg.arch,
+            epochs=cfg.epochs,
+            seed=cfg.seed,
+            device=device_for(ctx.trainer),
         )
         fake = _subsample(ctx.synthetic, cfg.max_samples, ctx.seed)
         value = frechet_distance(gaussian_stats(space.features(fake.images)), space.real_stats)
@@ -202,6 +207,10 @@ class PrecisionRecall(Metric):
         download: bool = Field(False, description="allow downloading the Inception weights")
         max_samples: int | None = Field(5000, ge=2, description="cap on images per side")
 
+    @classmethod
+    def smoke_config(cls, config: PluginConfig) -> PluginConfig:
+        return config.model_copy(update={"epochs": 1})
+
     def _features(
         self, ctx: EvalContext, real: ImageSet, fake: ImageSet
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,7 +218,12 @@ class PrecisionRecall(Metric):
         if cfg.features == "domain":
             check_same_shape(fake, real, "precision-recall")
             space = domain_space(
-                ctx.splits, ctx.cache_dir, arch=cfg.arch, epochs=cfg.epochs, seed=cfg.seed
+                ctx.splits,
+                ctx.cache_dir,
+                arch=cfg.arch,
+                epochs=cfg.epochs,
+                seed=cfg.seed,
+                device=device_for(ctx.trainer),
             )
             real_feats = space.real_features
             if len(real_feats) > len(real):  # capped: the same subsample, in the cached space
@@ -222,9 +236,13 @@ class PrecisionRecall(Metric):
             ctx.cache_dir,
             "inception-features",
             key,
-            lambda: {"features": extract_features(extractor, real.images, device=default_device())},
+            lambda: {
+                "features": extract_features(extractor, real.images, device=device_for(ctx.trainer))
+            },
         )
-        return cached["features"], extract_features(extractor, fake.images, device=default_device())
+        return cached["features"], extract_features(
+            extractor, fake.images, device=device_for(ctx.trainer)
+        )
 
     def evaluate(self, ctx: EvalContext) -> list[Measurement]:
         cfg = self.config
