@@ -72,6 +72,7 @@ Full documentation: ``docs/dp-sgd-engine.md``.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import logging
 import math
@@ -84,6 +85,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pydantic import TypeAdapter
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -103,6 +105,7 @@ from .accounting import (
     spends_to_history,
 )
 from .ledger import DPSGDSpend, GaussianSpend, Ledger
+from .ledger import Spend as _LedgerSpend
 
 __all__ = [
     "GRAD_SAMPLE_MODES",
@@ -120,6 +123,7 @@ __all__ = [
 ]
 
 Spend = DPSGDSpend | GaussianSpend
+_SPEND: TypeAdapter = TypeAdapter(_LedgerSpend)
 
 
 # --------------------------------------------------------------------------- the plan
@@ -231,8 +235,8 @@ def plan_dp_sgd(plan: DPSGDPlan, num_examples: int, default_accountant: str = "p
         if not sigma > 0:
             raise BudgetError(f"noise_multiplier must be > 0 for a finite epsilon, got {sigma}")
     else:
-        sigma = calibrate_noise_multiplier(budget.epsilon, budget.delta, q, total,
-                                           accountant=accountant, other_spends=other)
+        sigma = _calibrated_sigma(budget.epsilon, budget.delta, q, total, accountant,
+                                  tuple(s.model_dump_json() for s in other))
     spends = [*other, DPSGDSpend(noise_multiplier=sigma, sample_rate=q, steps=total,
                                  max_grad_norm=plan.max_grad_norm)]
     planned = epsilon_of(spends, budget.delta, accountant)
@@ -244,6 +248,16 @@ def plan_dp_sgd(plan: DPSGDPlan, num_examples: int, default_accountant: str = "p
             "epochs or batch_size, or leave noise_multiplier unset to calibrate it"
         )
     return DPSGDSchedule(private=True, noise_multiplier=sigma, planned_epsilon=planned, **common)
+
+
+@functools.lru_cache(maxsize=256)
+def _calibrated_sigma(epsilon: float, delta: float, sample_rate: float, steps: int,
+                      accountant: str, other_json: tuple[str, ...]) -> float:
+    """Calibration is a bisection over the accountant (seconds to a minute with PRV);
+    shadow models and seeds of one matrix cell share their plan, so it is done once."""
+    other = [_SPEND.validate_json(j) for j in other_json]
+    return calibrate_noise_multiplier(epsilon, delta, sample_rate, steps,
+                                      accountant=accountant, other_spends=other)
 
 
 # --------------------------------------------------------------------------- run-time state
