@@ -176,3 +176,14 @@ def test_smoke_rows_are_marked_and_get_their_own_leaderboard(fakes, tmp_path):
     assert "SMOKE" not in real
     assert json.loads((out / "leaderboard.json").read_text())["smoke"] is False
     assert json.loads((out / "leaderboard-smoke.json").read_text())["smoke"] is True
+
+
+def test_an_empty_shard_is_valid_and_does_nothing(fakes, tmp_path):
+    from ppds_core.matrix import expand_cells, in_shard, load_matrix
+
+    keys = expand_cells(load_matrix(copy.deepcopy(MATRIX)))
+    empty = next(i for i in range(1, 51) if not any(in_shard(c, (i, 50)) for c in keys))
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(MATRIX))
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--shard", f"{empty}/50", "--quiet"]) == 0
+    assert counts(tmp_path) == [] and not (tmp_path / "out" / "results.jsonl").exists()

@@ -47,18 +47,18 @@ def report_summary(summary: RunSummary, quiet: bool) -> int:
     """The end-of-run output: leaderboard table, what failed, where things are; the exit code."""
     out = summary.out
     assert out is not None
-    if not quiet:
+    smoke = bool(summary.cells and summary.cells[0].smoke)
+    if not quiet and (Path(out) / "results.jsonl").exists():
         try:
             from ..report.leaderboard import build_board, load_rows, render_rich
 
-            rows = load_rows([out])
-            smoke = any(r.get("smoke") for r in rows) and summary.cells and summary.cells[0].smoke
-            part = [r for r in rows if bool(r.get("smoke")) == bool(smoke)]
+            part = [r for r in load_rows([out]) if bool(r.get("smoke")) == smoke]
             if part:
                 console.print(render_rich(build_board(part)))
         except Exception as err:  # the table is a courtesy; the files are the result
             err_console.print(f"[yellow]could not render the leaderboard table: {err}[/]")
-        stem = "leaderboard-smoke" if summary.cells and summary.cells[0].smoke else "leaderboard"
+    if not quiet:
+        stem = "leaderboard-smoke" if smoke else "leaderboard"
         console.print(
             f"{len(summary.cells)} cells: {summary.fits} fitted, {summary.loaded} loaded, "
             f"{summary.computed} measurements computed, {summary.cached} cached, "

@@ -504,6 +504,8 @@ def write_leaderboards(run_dir: str | Path) -> list[Path]:
     from .plots import make_plots
 
     run_dir = Path(run_dir)
+    if not (run_dir / "results.jsonl").exists():  # e.g. an empty shard, or only fits so far
+        return []
     rows = load_rows([run_dir])
     written: list[Path] = []
     for smoke, stem, plots in ((False, "leaderboard", "plots"), (True, "leaderboard-smoke", "plots-smoke")):
