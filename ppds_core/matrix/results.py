@@ -54,8 +54,8 @@ def _encode_value(v: Any) -> Any:
         return {k: _encode_value(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
         return [_encode_value(x) for x in v]
-    if hasattr(v, "item") and callable(v.item):  # numpy / torch scalars
-        return _encode_value(v.item())
+    if hasattr(v, "tolist") and callable(v.tolist):  # numpy / torch scalars and arrays
+        return _encode_value(v.tolist())
     return v
 
 
