@@ -100,6 +100,7 @@ SOURCE = (
         steps: int = 3
         noise: float = 0.1
         fail: bool = False
+        overspend: bool = False
 
 
     class FakeGen(Generator):
@@ -126,7 +127,7 @@ SOURCE = (
             if budget.is_private:
                 self.ledger.spends.append(DPSGDSpend(noise_multiplier=1.1, sample_rate=0.1,
                                                      steps=self.config.steps, max_grad_norm=1.0))
-                self.ledger.epsilon_spent = budget.epsilon * 0.98
+                self.ledger.epsilon_spent = budget.epsilon * (2.0 if self.config.overspend else 0.98)
             else:
                 self.ledger.epsilon_spent = math.inf
             return self.ledger

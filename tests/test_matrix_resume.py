@@ -16,6 +16,7 @@ import yaml
 from matrix_fakes import counts, install, subprocess_env
 
 from ppds_core.cli import main
+from ppds_core.errors import BudgetError
 from ppds_core.imageset import ImageSet
 from ppds_core.matrix import append_rows, fit_generator, read_results, read_rows, run_matrix
 from ppds_core.privacy.ledger import Ledger
@@ -111,3 +112,8 @@ def test_fit_generator_python_and_cli_leave_the_cell_artifacts(fakes, tmp_path, 
     assert main(["fit", "fake-gen", "--dataset", "tiny-set", "--epsilon", "1", "--config", '{"stepz": 1}',
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "stepz" in capsys.readouterr().err
+    # a generator that spends more than its target fails the fit; its ledger stays visible
+    with pytest.raises(BudgetError, match="over its target"):
+        fit_generator("fake-gen", "tiny-set", 2, tmp_path / "over", config={"overspend": True}, samples=8)
+    assert Ledger.read(tmp_path / "over" / "ledger.json").epsilon_spent == pytest.approx(4.0)
+    assert not (tmp_path / "over" / "fit.json").exists()

@@ -52,6 +52,11 @@ class FitOutcome:
 def _check_ledger(ledger: Ledger | None, budget: PrivacyBudget, name: str) -> Ledger:
     if not isinstance(ledger, Ledger):
         raise TypeError(f"generator {name!r}: fit() must return its Ledger, got {type(ledger).__name__}")
+    if ledger.target_epsilon != budget.epsilon or not math.isclose(ledger.delta, budget.delta):
+        raise BudgetError(
+            f"generator {name!r} was asked for (ε={budget.epsilon:g}, δ={budget.delta:g}) but its ledger "
+            f"records (ε={ledger.target_epsilon:g}, δ={ledger.delta:g})"
+        )
     if budget.is_private:
         spent = ledger.epsilon_spent
         if not math.isfinite(spent) or spent > budget.epsilon * (1 + _EPS_TOLERANCE):
