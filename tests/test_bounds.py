@@ -12,9 +12,11 @@ from ppds_core.errors import ConfigError
 from ppds_core.privacy.accounting import gdp_mu
 from ppds_core.privacy.bounds import (
     effective_noise_std,
+    rero_composition,
     rero_dp,
     rero_dpsgd,
     rero_gdp,
+    rero_numerical,
     uninformed_mse_cdf,
     uninformed_mse_mean,
     uninformed_mse_quantile,
@@ -69,12 +71,29 @@ def test_dpsgd_monte_carlo_subsampled_is_deterministic_and_sane():
     b = rero_dpsgd(0.01, 1.0, 0.02, 200, samples=20_000, seed=0)
     assert a == b
     assert 0.01 < a.ci_low <= a.gamma <= a.ci_high < 1
+    # the independent deterministic route (discretised privacy loss + FFT) lands inside
+    assert a.ci_low <= rero_numerical(0.01, [(1.0, 0.02, 200)]) <= a.ci_high
     # the CLT (GDP) approximation lies near the exact subsampled answer here
     approx = rero_gdp(0.01, gdp_mu([(1.0, 0.02, 200)]))
     assert approx == pytest.approx(a.gamma, rel=0.35)
     # more noise → a smaller bound
     c = rero_dpsgd(0.01, 3.0, 0.02, 200, samples=20_000, seed=0)
     assert c.ci_high < a.ci_low
+
+
+@pytest.mark.parametrize("sigma,kappa", [(1.0, 0.01), (0.5, 0.01), (2.0, 0.2)])
+def test_numerical_reduces_to_gdp_at_full_batch(sigma, kappa):
+    assert rero_numerical(kappa, [(sigma, 1.0, 1)]) == pytest.approx(
+        rero_gdp(kappa, 1 / sigma), rel=1e-4
+    )
+
+
+def test_numerical_composition_inside_monte_carlo_interval():
+    history = [(2.0, 1.0, 1), (1.5, 0.05, 100)]
+    est = rero_composition(0.05, history, samples=20_000, seed=4)
+    assert est.ci_low <= rero_numerical(0.05, history) <= est.ci_high
+    # composing a query costs: more than the DP-SGD part alone
+    assert rero_numerical(0.05, history) > rero_numerical(0.05, history[1:])
 
 
 def test_dpsgd_monte_carlo_rejects_bad_inputs():
@@ -159,6 +178,7 @@ def test_cli_rero_monte_carlo(capsys):
                              "--seed", "3", "--json"])
     assert out["ci_low"] <= rero_gdp(0.01, 1.0) <= out["ci_high"]
     assert out["samples"] == 50000 and out["seed"] == 3
+    assert out["gamma_numerical"] == pytest.approx(rero_gdp(0.01, 1.0), rel=1e-4)
 
 
 @pytest.mark.parametrize(

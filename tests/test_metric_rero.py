@@ -86,6 +86,7 @@ def test_other_spends_are_composed(tmp_path):
     assert both.extra["mechanisms"] == 2
     assert both.extra["ci_low"] > alone.extra["ci_high"]  # a σ = 1 query leaks a lot more
     assert both.value < 1
+    assert both.extra["ci_low"] <= both.extra["gamma_numerical"] <= both.extra["ci_high"]
 
 
 def test_kappa_config_and_determinism(tmp_path):

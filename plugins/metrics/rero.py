@@ -20,7 +20,7 @@ from pydantic import Field
 
 from ppds_core import EvalContext, Measurement, Metric, PluginConfig, SkipMeasurement, hookimpl
 from ppds_core.privacy.accounting import gdp_mu, spends_to_history
-from ppds_core.privacy.bounds import rero_composition, rero_dp, rero_gdp
+from ppds_core.privacy.bounds import rero_composition, rero_dp, rero_gdp, rero_numerical
 
 __all__ = ["ReRoBound", "register_plugins"]
 
@@ -48,9 +48,11 @@ class ReRoBound(Metric):
     subsampled, (σ, q, T)) and full-data Gaussian queries (q = 1, e.g.
     PrivImage's semantic query) alike. Composing them exactly is what the
     accountant does too, so the bound covers the same release ε covers.
-    ``ci_low``/``ci_high`` carry the Monte-Carlo interval; ``gamma_gdp``
-    (CLT μ-GDP, can under-estimate) and ``gamma_dp`` (from the ledger's
-    (ε, δ), looser) are closed-form companions for comparison.
+    ``ci_low``/``ci_high`` carry the Monte-Carlo interval;
+    ``gamma_numerical`` is the deterministic discretised-PLD value (an
+    independent cross-check that should fall inside it); ``gamma_gdp`` (CLT
+    μ-GDP, can under-estimate) and ``gamma_dp`` (from the ledger's (ε, δ),
+    looser) are closed-form companions for comparison.
     """
 
     name: ClassVar[str] = "rero-bound"
@@ -98,6 +100,10 @@ class ReRoBound(Metric):
             "mu_gdp": mu,
             "gamma_gdp": rero_gdp(cfg.kappa, mu),
         }
+        try:
+            extra["gamma_numerical"] = rero_numerical(cfg.kappa, history)
+        except (MemoryError, ValueError, RuntimeError) as err:  # a cross-check, never fatal
+            extra["gamma_numerical_error"] = f"{type(err).__name__}: {err}"
         return [Measurement(self.name, est.gamma, self.higher_is_better, extra)]
 
 

@@ -100,7 +100,7 @@ def _epsilon(args) -> int:
 
 def _rero(args) -> int:
     from ..privacy.accounting import gdp_mu
-    from ..privacy.bounds import rero_dp, rero_dpsgd, rero_gdp
+    from ..privacy.bounds import rero_dp, rero_dpsgd, rero_gdp, rero_numerical
 
     if not 0 < args.kappa < 1:
         raise ConfigError(f"--kappa must be in (0, 1), got {args.kappa} (e.g. 1/n for n candidates)")
@@ -148,12 +148,16 @@ def _rero(args) -> int:
             "threshold": est.threshold,
             "mu_gdp": mu_clt,
             "gamma_gdp": rero_gdp(args.kappa, mu_clt),
+            "gamma_numerical": rero_numerical(
+                args.kappa, [(args.noise_multiplier, args.sample_rate, args.steps)]
+            ),
         }
         text = (
             f"{args.steps} steps of Poisson-subsampled DP-SGD, σ = {args.noise_multiplier:g}, "
             f"q = {args.sample_rate:g}; Monte Carlo with {est.samples} draws under each of "
             f"P and Q (seed {args.seed}), {est.confidence:.0%} interval "
-            f"[{est.ci_low:.4g}, {est.ci_high:.4g}]; GDP approximation μ = {mu_clt:.4g} "
+            f"[{est.ci_low:.4g}, {est.ci_high:.4g}]; discretised privacy loss gives "
+            f"{out['gamma_numerical']:.4g}; GDP approximation μ = {mu_clt:.4g} "
             f"gives {out['gamma_gdp']:.4g}"
         )
     if args.json:
