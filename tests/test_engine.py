@@ -440,3 +440,32 @@ def test_private_discriminator_with_a_public_generator():
     twin = copy.deepcopy(m)
     assert twin.__dict__["_dp_state"] is None and m.dp.steps_done == 6
     torch.save(m, io.BytesIO())
+
+
+# --------------------------------------------------------------------------- trainer options
+
+
+def test_strategy_resolution_never_uses_lightnings_gradient_syncing_ddp():
+    from pytorch_lightning.strategies import DDPStrategy
+
+    from ppds_core.privacy._opacus_lightning import DPDDPStrategy, _resolve_strategy
+
+    assert _resolve_strategy({"strategy": "auto", "devices": 1}) == "auto"
+    for cfg in ({"strategy": "ddp", "devices": 2}, {"strategy": "auto", "devices": 4},
+                {"strategy": "auto", "devices": "auto"}, {"devices": 1, "num_nodes": 2}):
+        assert isinstance(_resolve_strategy(cfg), DPDDPStrategy), cfg
+    with pytest.raises(ConfigError, match="noise must be added once"):
+        _resolve_strategy({"strategy": DDPStrategy()})
+    with pytest.raises(ConfigError, match="'fsdp' is not supported"):
+        _resolve_strategy({"strategy": "fsdp", "devices": 2})
+
+
+def test_non_private_plan_has_no_noise_and_the_same_schedule():
+    private = plan_dp_sgd(DPSGDPlan(budget=PrivacyBudget(epsilon=1.0), batch_size=10, epochs=3,
+                                    accountant="gdp"), 95)
+    public = plan_dp_sgd(DPSGDPlan(budget=PrivacyBudget(epsilon=math.inf), batch_size=10,
+                                   epochs=3), 95)
+    assert public.noise_multiplier == 0.0 and not public.private
+    assert (public.sample_rate, public.steps_per_epoch, public.total_steps) == (
+        private.sample_rate, private.steps_per_epoch, private.total_steps) == (10 / 95, 10, 30)
+    assert private.planned_epsilon <= 1.0 < private.planned_epsilon * 1.05
