@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from ppds_plugins.attacks.lira import LiRA
 
@@ -107,7 +108,11 @@ def main() -> None:
     ap.add_argument("--features", default="pixels", choices=["pixels", "pca"])
     ap.add_argument("--delta", type=float, default=1e-5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (1 is far faster on a loaded machine)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     gen_config = _parse_sets(args.set)
     epsilons = [math.inf if e == "inf" else float(e) for e in args.epsilons]
