@@ -28,8 +28,12 @@ class DPGANConfig(PluginConfig):
     max_grad_norm: float = Field(1.0, gt=0, description="per-example clipping bound C")
     d_updates: int = Field(5, ge=1, description="discriminator steps per generator step")
     latent_dim: int = Field(32, ge=1, description="size of the generator's noise vector")
-    g_width: int = Field(32, ge=1, description="generator channels at the finest level")
-    d_width: int = Field(32, ge=1, description="discriminator channels at the finest level")
+    g_width: int | None = Field(
+        None, ge=1, description="generator channels at the finest level; None = by image size"
+    )
+    d_width: int | None = Field(
+        None, ge=1, description="discriminator channels at the finest level; None = by image size"
+    )
     d_norm: Literal["group", "none"] = Field(
         "group", description="normalisation in the discriminator (BatchNorm cannot be private)"
     )

@@ -19,7 +19,7 @@ from ppds_core.errors import ConfigError, DataNotFoundError
 
 from ._config import DPGANConfig
 from ._grid import write_class_grid
-from ._nets import ConditionalGenerator, net_shape
+from ._nets import ConditionalGenerator, auto_width, net_shape
 from ._train import train_dp_gan
 from ._units import from_model_units
 
@@ -66,8 +66,8 @@ class DPGAN(Generator):
                 "epochs": 1,
                 "batch_size": min(config.batch_size, 32),
                 "d_updates": min(config.d_updates, 2),
-                "g_width": min(config.g_width, 8),
-                "d_width": min(config.d_width, 8),
+                "g_width": min(config.g_width or 8, 8),
+                "d_width": min(config.d_width or 8, 8),
                 "latent_dim": min(config.latent_dim, 8),
             }
         )
@@ -156,9 +156,8 @@ class DPGAN(Generator):
         model.image_shape = tuple(meta["image_shape"])  # type: ignore[assignment]
         model.train_info = dict(meta.get("train_info", {}))
         cfg = model.config
-        net = ConditionalGenerator(
-            net_shape(*model.image_shape), len(model.class_names), cfg.latent_dim, cfg.g_width
-        )
+        ns = net_shape(*model.image_shape)
+        net = ConditionalGenerator(ns, len(model.class_names), cfg.latent_dim, cfg.g_width or auto_width(ns))
         net.load_state_dict(torch.load(directory / _WEIGHTS, map_location="cpu", weights_only=True))
         model.net = net.eval()
         if (directory / _LEDGER).is_file():

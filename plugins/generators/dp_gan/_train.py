@@ -17,7 +17,7 @@ from ppds_core.privacy.engine import DPSGDPlan, fit_private
 
 from ._config import DPGANConfig
 from ._module import DPGANModule
-from ._nets import ConditionalGenerator, ProjectionDiscriminator, net_shape
+from ._nets import ConditionalGenerator, ProjectionDiscriminator, auto_width, net_shape
 
 __all__ = ["TrainResult", "build_module", "train_dp_gan"]
 
@@ -36,8 +36,8 @@ def build_module(shape: tuple[int, int, int], num_classes: int, cfg: DPGANConfig
     """Both networks, initialised deterministically from ``seed``."""
     ns = net_shape(*shape)
     torch.manual_seed(seed)
-    generator = ConditionalGenerator(ns, num_classes, cfg.latent_dim, cfg.g_width)
-    discriminator = ProjectionDiscriminator(ns, num_classes, cfg.d_width, cfg.d_norm)
+    generator = ConditionalGenerator(ns, num_classes, cfg.latent_dim, cfg.g_width or auto_width(ns))
+    discriminator = ProjectionDiscriminator(ns, num_classes, cfg.d_width or auto_width(ns), cfg.d_norm)
     return DPGANModule(generator, discriminator, cfg)
 
 
