@@ -90,10 +90,10 @@ def test_other_spends_are_composed(tmp_path):
 
 
 def test_kappa_config_and_determinism(tmp_path):
-    led = _ledger([_dpsgd(1.0, 0.02, 200)])
-    small = ReRoBound(kappa=0.01, samples=20_000).evaluate(_ctx(led, tmp_path))[0]
-    again = ReRoBound(kappa=0.01, samples=20_000).evaluate(_ctx(led, tmp_path))[0]
-    large = ReRoBound(kappa=0.1, samples=20_000).evaluate(_ctx(led, tmp_path))[0]
+    led = _ledger([_dpsgd(1.0, 0.1, 20)])
+    small = ReRoBound(kappa=0.01, samples=10_000).evaluate(_ctx(led, tmp_path))[0]
+    again = ReRoBound(kappa=0.01, samples=10_000).evaluate(_ctx(led, tmp_path))[0]
+    large = ReRoBound(kappa=0.1, samples=10_000).evaluate(_ctx(led, tmp_path))[0]
     assert small.value == again.value
     assert large.value > small.value and large.extra["kappa"] == 0.1
     with pytest.raises(ConfigError, match="kappa"):
