@@ -88,6 +88,9 @@ def test_end_to_end_rows_cache_and_bound(tmp_path):
     # at μ = 1000 the observation is the image: every target reconstructed
     assert rows["reconstruction-success-rate@mu=1000"].value == 1.0
     assert rows["reconstruction-mse@mu=1000"].value < rows["reconstruction-mse"].value
+    # LPIPS: reported with real backbone weights, else omitted with the reason on every row
+    assert any(k.startswith("reconstruction-lpips") for k in rows) or (
+        "LPIPS omitted" in rows["reconstruction-mse"].extra["lpips"])
     cached = list((tmp_path / "cache" / "reconstruction-prior").glob("*.pt"))
     assert len(cached) == 1
     again = {r.name: r.value for r in attack.evaluate(_ctx(tmp_path, ledger))}

@@ -20,7 +20,9 @@ Rows (names ``reconstruction-*``; with ``mus`` also ``reconstruction-*@mu=M``):
 the success rate's 95 % lower end exceeds the bound), ``uninformed-success-rate``,
 ``consistency-spearman`` (rank correlation between the spread of ``repeats``
 reconstructions and their MSE: high = success predictable without the target).
-LPIPS is omitted (needs VGG weights, not on this machine; see docs/attacks.md).
+LPIPS (``reconstruction-lpips-vgg``) is reported when torchvision's backbone
+checkpoint is on the machine; otherwise it is omitted and each row's
+``extra["lpips"]`` says why and where to put the file.
 Per-target arrays go to ``reconstruction.npz``, a sample grid to ``reconstructions.png``.
 """
 
@@ -61,6 +63,10 @@ class ReconstructionConfig(PluginConfig):
     kappa_samples: int = Field(1000, ge=10, description="prior samples to estimate κ")
     mus: list[float] = Field(default_factory=list,
                              description="extra μ = 1/σ to sweep besides the generator's own")
+    lpips_net: Literal["alex", "vgg"] = Field("vgg", description="LPIPS backbone (the paper: VGG)")
+    lpips_weights: str | None = Field(
+        None, description="local torchvision backbone checkpoint; None = $PPDS_LPIPS_BACKBONE "
+        "or the torch hub cache; LPIPS is omitted (with a note) when none is found")
 
 
 def _prior_config(cfg: ReconstructionConfig):
@@ -83,8 +89,9 @@ def _to_canonical(x: torch.Tensor) -> torch.Tensor:
 def run_reconstruction(cfg: ReconstructionConfig, targets: torch.Tensor, prior_data: torch.Tensor,
                        mus: list[float], max_grad_norm: float, seed: int, cache_dir=None) -> dict:
     """The attack at each μ: per-target metrics and the summary (library entry point)."""
+    from ppds_plugins.metrics._pairwise import mse
+
     from ._denoise import reconstruct, sample_prior
-    from ._metrics import mse, psnr, ssim
     from ._prior import fit_or_load_prior
     from ._threat import observe
 
@@ -114,17 +121,36 @@ def run_reconstruction(cfg: ReconstructionConfig, targets: torch.Tensor, prior_d
         rec = recs[0]
         stack = torch.stack(recs)
         spread = stack.var(0).flatten(1).mean(1).numpy()
-        m = mse(rec, targets).numpy()
+        scores = _pairwise(cfg, rec, targets)
+        m = scores["mse"]
         success = m <= eta
         gamma = np.array([rero_gdp(float(k), mu) for k in kappa_hi])
         uninformed = np.array([uninformed_mse_cdf(eta, d, float(si)) for si in s])
         rho = stats.spearmanr(spread, m).statistic if np.ptp(m) > 0 and np.ptp(spread) > 0 else 0.0
         out["per_mu"][mu] = {
-            "sigma": sigma, "sigma_eff": s.numpy(), "mse": m, "psnr": psnr(rec, targets).numpy(),
-            "ssim": ssim(rec, targets).numpy(), "success": success, "gamma": gamma,
+            "sigma": sigma, "sigma_eff": s.numpy(), **scores, "success": success, "gamma": gamma,
             "uninformed": uninformed, "spread": spread, "consistency_spearman": float(rho),
             "observation": y.clamp(0, 1)[:16], "reconstruction": rec[:16],
         }
+    return out
+
+
+def _pairwise(cfg: ReconstructionConfig, rec: torch.Tensor, targets: torch.Tensor) -> dict:
+    """MSE / PSNR (capped) / SSIM per target via the metrics' pairwise functions, LPIPS if possible."""
+    from ppds_plugins.metrics._pairwise import PSNR_CAP_DB, lpips_name, pairwise_scores
+
+    from ppds_core.errors import WeightsNotFoundError
+
+    s = pairwise_scores(rec, targets, ["mse", "psnr", "ssim"])
+    out = {"mse": s["mse"].numpy(), "psnr": s["psnr"].clamp(max=PSNR_CAP_DB).numpy(),
+           "ssim": s["ssim"].numpy(), "lpips": None, "lpips_note": ""}
+    try:
+        lp = pairwise_scores(rec, targets, ["lpips"], lpips_net=cfg.lpips_net,
+                             backbone_weights=cfg.lpips_weights)
+        out["lpips"] = lp[lpips_name(cfg.lpips_net, cfg.lpips_weights)].numpy()
+        out["lpips_name"] = lpips_name(cfg.lpips_net, cfg.lpips_weights)
+    except (SkipMeasurement, WeightsNotFoundError) as err:
+        out["lpips_note"] = f"LPIPS omitted: {err}"
     return out
 
 
@@ -135,7 +161,9 @@ def _rows(mu: float, res: dict, kappa: np.ndarray, suffix: str, extra: dict) -> 
     lo, _ = clopper_pearson(np.array([k]), n)
     bound = float(res["gamma"].mean())
     ex = {"mu": mu, "noise_multiplier": res["sigma"], "targets": n, **extra}
-    return [
+    if res["lpips_note"]:
+        ex["lpips"] = res["lpips_note"]
+    rows = [
         Measurement(f"reconstruction-mse{suffix}", float(res["mse"].mean()), True, dict(ex)),
         Measurement(f"reconstruction-psnr{suffix}", float(res["psnr"].mean()), False, dict(ex)),
         Measurement(f"reconstruction-ssim{suffix}", float(res["ssim"].mean()), False, dict(ex)),
@@ -150,6 +178,10 @@ def _rows(mu: float, res: dict, kappa: np.ndarray, suffix: str, extra: dict) -> 
         Measurement(f"reconstruction-consistency-spearman{suffix}",
                     res["consistency_spearman"], None, dict(ex)),
     ]
+    if res["lpips"] is not None:
+        rows.append(Measurement(f"reconstruction-{res['lpips_name']}{suffix}",
+                                float(res["lpips"].mean()), True, dict(ex)))
+    return rows
 
 
 class Reconstruction(Attack):
@@ -189,8 +221,7 @@ class Reconstruction(Attack):
         mus = [own_mu] + [m for m in cfg.mus if m != own_mu]
         res = run_reconstruction(cfg, targets, prior_data, mus, spend.max_grad_norm,
                                  ctx.seed, ctx.cache_dir)
-        extra = {"prior": cfg.prior, "threshold": cfg.threshold, "output_units": cfg.output_units,
-                 "lpips": "omitted: VGG weights not available offline"}
+        extra = {"prior": cfg.prior, "threshold": cfg.threshold, "output_units": cfg.output_units}
         rows = _rows(own_mu, res["per_mu"][own_mu], res["kappa"], "", extra)
         for mu in mus[1:]:
             rows += _rows(mu, res["per_mu"][mu], res["kappa"], f"@mu={mu:g}", extra)
