@@ -29,6 +29,9 @@ def test_gdp_reference_values():
     assert rero_gdp(0.01, 2.0) == pytest.approx(0.372, abs=5e-4)
     assert rero_gdp(0.01, 0.0) == pytest.approx(0.01)  # no information: prior success only
     assert rero_gdp(0.01, math.inf) == 1.0
+    # an empirical prior can succeed never or always: the limits are well defined
+    assert (rero_gdp(0.0, 1.0), rero_gdp(1.0, 1.0)) == (0.0, 1.0)
+    assert rero_dp(0.0, 1.0, 1e-5) == pytest.approx(1e-5)
 
 
 def test_dp_reference_value_and_limits():
@@ -106,7 +109,7 @@ def test_dpsgd_monte_carlo_rejects_bad_inputs():
     with pytest.raises(ConfigError, match="steps"):
         rero_dpsgd(0.01, 1.0, 0.1, 0)
     with pytest.raises(ConfigError, match="kappa"):
-        rero_gdp(0.0, 1.0)
+        rero_gdp(-0.1, 1.0)
 
 
 def test_uninformed_adversary_against_simulation():

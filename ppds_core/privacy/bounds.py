@@ -47,10 +47,13 @@ __all__ = [
 ]
 
 
-def _check_kappa(kappa: float) -> None:
-    if not (isinstance(kappa, int | float) and 0 < kappa < 1):
+def _check_kappa(kappa: float, closed: bool = False) -> None:
+    """κ in (0, 1); ``closed`` admits the limits 0 and 1 (closed forms have them)."""
+    ok = 0 <= kappa <= 1 if closed else 0 < kappa < 1
+    if not (isinstance(kappa, int | float) and ok):
+        interval = "[0, 1]" if closed else "(0, 1)"
         raise ConfigError(
-            f"kappa (the prior's base success rate) must be in (0, 1), got {kappa}; "
+            f"kappa (the prior's base success rate) must be in {interval}, got {kappa}; "
             "e.g. 1/n for a uniform prior over n candidates"
         )
 
@@ -62,7 +65,7 @@ def rero_gdp(kappa: float, mu: float) -> float:
     """γ = Φ(Φ⁻¹(κ) + μ) for a μ-GDP mechanism (μ = √T/σ for T full-batch Gaussians)."""
     from scipy.special import ndtr, ndtri
 
-    _check_kappa(kappa)
+    _check_kappa(kappa, closed=True)  # κ = 0 → 0, κ = 1 → 1 (an empirical prior may hit them)
     if not mu >= 0:
         raise ConfigError(f"mu must be ≥ 0, got {mu}")
     if math.isinf(mu):
@@ -72,7 +75,7 @@ def rero_gdp(kappa: float, mu: float) -> float:
 
 def rero_dp(kappa: float, epsilon: float, delta: float) -> float:
     """γ = min{1, e^ε·κ + δ, 1 − e^{−ε}(1 − δ − κ)} for an (ε, δ)-DP mechanism."""
-    _check_kappa(kappa)
+    _check_kappa(kappa, closed=True)
     if not epsilon >= 0:
         raise ConfigError(f"epsilon must be ≥ 0, got {epsilon}")
     if not 0 <= delta < 1:
