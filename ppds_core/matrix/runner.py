@@ -419,6 +419,18 @@ class _Runner:
 # --------------------------------------------------------------------------- entry point
 
 
+def _boards_current(out: Path, summary: RunSummary) -> bool:
+    """True when this run wrote nothing and the boards are newer than the results."""
+    if summary.fits or summary.computed or summary.failed:
+        return False
+    results = out / RESULTS_FILE
+    boards = [out / "leaderboard.json", out / "leaderboard-smoke.json"]
+    existing = [b for b in boards if b.exists()]
+    if not results.exists() or not existing:
+        return not results.exists()
+    return all(b.stat().st_mtime >= results.stat().st_mtime for b in existing)
+
+
 def run_matrix(
     config: str | Path | dict[str, Any],
     out: str | Path | None = None,
@@ -466,7 +478,10 @@ def run_matrix(
         try:
             from ..report.leaderboard import write_leaderboards
 
-            summary.outputs = write_leaderboards(out)
+            if _boards_current(out, summary):
+                log.info("nothing new: the leaderboard in %s is current", out)
+            else:
+                summary.outputs = write_leaderboards(out)
         except PpdsError:
             raise
         except Exception:  # the numbers are on disk; a rendering bug must not hide them
