@@ -259,7 +259,8 @@ class _Runner:
 
     _reserved = frozenset({"cell", "dataset", "generator", "epsilon", "epsilon_spent", "delta", "seed", "kind",
                            "name", "value", "higher_is_better", "status", "error", "ppds_version",
-                           "measurement", "batch", "smoke", "reference", "reference_data", "evaluator"})
+                           "measurement", "batch", "smoke", "reference", "reference_data", "evaluator",
+                           "variant", "matrix"})
 
     def _record(self, rows: list[dict[str, Any]], label: str) -> None:
         append_rows(self.results, rows)
