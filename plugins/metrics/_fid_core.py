@@ -73,7 +73,8 @@ def fid_against(
     metric.reset()  # keeps the real side: reset_real_features=False
     for batch in _batches(fake, batch_size):
         metric.update(batch.to(metric.device), real=False)
-    return float(metric.compute())
+    # FID ≥ 0 exactly; torchmetrics' eigvals route can return −1e-20 for identical sets
+    return max(float(metric.compute()), 0.0)
 
 
 @torch.no_grad()
