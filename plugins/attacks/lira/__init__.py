@@ -12,7 +12,9 @@ shadow classifiers; the signal is a statistic of the synthetic output).
    every candidate is measured on it (and on the target's released samples).
 4. Online: log N(φ; μ_in, σ_in²) − log N(φ; μ_out, σ_out²) (median, population
    std). Offline: the one-sided 1 − Pr[Z > φ], Z ~ N(μ_out, σ_out²).
-   ``fix_variance`` uses one global σ per side.
+   ``fix_variance`` uses one global σ per side; by default it is on below 64
+   shadow models (Carlini et al.; measured on digits with K = 4: AUC 0.586
+   per-candidate σ vs 0.678 global σ from the same shadow signals).
 
 Writes ``scores.npz`` (``scores`` = the online LiRA score, plus
 ``scores_offline``, ``is_member``, ``target_signal``, ``shadow_signals``,
@@ -53,7 +55,9 @@ class LiRAConfig(PluginConfig):
     pca_components: int = Field(32, ge=1)
     k_neighbours: int = Field(1, ge=1, description="nearest synthetic samples averaged in φ")
     same_label: bool = Field(True, description="compare with synthetic samples of the same class")
-    fix_variance: bool = Field(False, description="one global σ instead of one per candidate")
+    fix_variance: bool | None = Field(
+        None, description="one global σ instead of one per candidate; None = auto: global "
+        "when shadow_models < 64 (Carlini et al.: per-example σ needs many shadows)")
     variants: list[Literal["online", "offline"]] = Field(["online", "offline"], min_length=1)
 
 
@@ -133,11 +137,12 @@ class LiRA(Attack):
             syn = None if white_box else shadow.sample(n_syn, seed=seed)
             shadows[k] = signal_of(shadow, syn)
 
+        fix = cfg.fix_variance if cfg.fix_variance is not None else cfg.shadow_models < 64
         scores = {}
         if "online" in cfg.variants:
-            scores["online"] = lira_online(target, shadows, keep, cfg.fix_variance)
+            scores["online"] = lira_online(target, shadows, keep, fix)
         if "offline" in cfg.variants:
-            scores["offline"] = lira_offline_z(target, shadows, keep, cfg.fix_variance)
+            scores["offline"] = lira_offline_z(target, shadows, keep, fix)
         primary = cfg.variants[0]
         write_scores(
             ctx.workdir / "scores.npz", scores[primary], is_member,
@@ -151,7 +156,7 @@ class LiRA(Attack):
             for r in membership_measurements(prefix, s, is_member, delta=ctx.budget.delta,
                                              epsilon_spent=eps):
                 r.extra.update({"shadow_models": cfg.shadow_models, "signal": cfg.signal,
-                                "variant": variant})
+                                "variant": variant, "fix_variance": fix})
                 rows.append(r)
         return rows
 
