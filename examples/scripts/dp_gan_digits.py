@@ -74,7 +74,8 @@ def main() -> None:
             "delta": budget.delta,
             "test_accuracy": round(acc, 4),
             "train_seconds": round(seconds, 1),
-            **{k: v for k, v in model.train_info.items() if k != "seconds"},
+            "train_cpu_seconds": model.train_info.get("cpu_seconds"),
+            **{k: v for k, v in model.train_info.items() if k not in ("seconds", "cpu_seconds")},
             "model_dir": str(args.out / tag),
         }
         rows.append(row)
