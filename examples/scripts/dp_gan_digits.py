@@ -45,7 +45,8 @@ def main() -> None:
     ap.add_argument("--classifier-epochs", type=int, default=30)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a dp-gan config option (repeatable)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (results are reproducible per seed and thread count)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
