@@ -7,8 +7,11 @@ import os
 import pytest
 import torch
 
-# Keep each test process from oversubscribing a small CI machine.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests use tiny tensors, where a second intra-op thread costs more than it
+# saves, and subprocess tests (DDP, CLI) run beside the main process: one
+# thread each keeps a 2-core CI machine from oversubscribing.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
