@@ -130,7 +130,8 @@ class _Progress:
         bar.reset(task, total=1, visible=True, description=f"  training {label}")
 
         def report(step: int, total: int, info: dict[str, Any]) -> None:
-            extra = f" ε={info['epsilon']:.3g}" if isinstance(info.get("epsilon"), int | float) else ""
+            extra = f" ε={info['epsilon']:.3g}" if isinstance(info.get("epsilon"), int | float) else (
+                f" ε≤{info['epsilon_rdp_upper']:.3g}" if isinstance(info.get("epsilon_rdp_upper"), int | float) else "")
             bar.update(task, completed=step, total=max(total, 1), description=f"  training {label}{extra}")
 
         return report

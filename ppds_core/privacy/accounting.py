@@ -26,6 +26,7 @@ Accountants:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -64,6 +65,10 @@ _RDP_ORDERS: list[float] = (
     + list(range(11, 64))
     + [64.0, 80.0, 96.0, 128.0, 160.0, 192.0, 256.0, 384.0, 512.0, 1024.0]
 )
+_RDP_ORDERS_T: tuple[float, ...] = tuple(float(a) for a in _RDP_ORDERS)
+#: the integer orders of that grid: Opacus' closed form, cheap; calibration
+#: brackets σ with them (fewer orders → a larger, still valid, upper bound)
+_RDP_INT_ORDERS: tuple[float, ...] = tuple(a for a in _RDP_ORDERS_T if a == int(a))
 
 
 def check_accountant(name: str) -> str:
@@ -157,15 +162,92 @@ def gdp_epsilon(mu: float, delta: float) -> float:
 # --------------------------------------------------------------------------- RDP / PRV
 
 
-def _rdp_epsilon(history: History, delta: float) -> float:
-    from opacus.accountants import RDPAccountant
+@functools.lru_cache(maxsize=65536)
+def _rdp_at_order(sample_rate: float, noise_multiplier: float, order: float) -> float:
+    """Opacus' one-step RDP at one order; shared by the order grids that overlap
+    (ppds' ε grid and Opacus' default grid for the PRV domain size)."""
+    from opacus.accountants.analysis.rdp import _compute_rdp
 
-    acc = RDPAccountant()
-    acc.history = list(history)
+    return float(_compute_rdp(sample_rate, noise_multiplier, order))
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_step_rdp(sample_rate: float, noise_multiplier: float,
+                  orders: tuple[float, ...]) -> np.ndarray:
+    """Opacus' RDP of ONE Poisson-subsampled Gaussian step at each order (read-only).
+
+    Opacus evaluates fractional orders with a Python series per order (~1 ms
+    each, ~0.2 s per σ); a run reports ε many times for the same (q, σ) and a
+    calibration probes each σ under several δ, so the vector is computed once
+    per (q, σ, orders). T identical steps compose to T × this vector —
+    exactly what Opacus' ``compute_rdp(steps=T)`` returns (``rdp * steps``,
+    with ``rdp`` built element by element as here).
+    """
+    rdp = np.array([_rdp_at_order(sample_rate, noise_multiplier, a) for a in orders])
+    rdp.flags.writeable = False
+    return rdp
+
+
+def _history_rdp(history: Sequence[tuple[float, float, int]],
+                 orders: tuple[float, ...]) -> np.ndarray:
+    """RDP of a composed history, summed in Opacus' order (bit-identical to its accountant)."""
+    return sum([_one_step_rdp(float(q), float(s), orders) * int(t) for s, q, t in history])
+
+
+def _rdp_epsilon_at(history: Sequence[tuple[float, float, int]], delta: float,
+                    orders: tuple[float, ...]) -> float:
+    """Opacus' RDP→(ε, δ) conversion (``get_privacy_spent``) of the memoized RDP."""
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "optimal order is the largest alpha" → still an upper bound
-        eps = acc.get_epsilon(delta=delta, alphas=_RDP_ORDERS)
-    return max(0.0, float(eps))
+        eps, _ = get_privacy_spent(orders=list(orders), rdp=_history_rdp(history, orders),
+                                   delta=delta)
+    return float(eps)
+
+
+def _rdp_epsilon(history: History, delta: float) -> float:
+    return max(0.0, _rdp_epsilon_at(history, delta, _RDP_ORDERS_T))
+
+
+def _opacus_default_orders() -> tuple[float, ...]:
+    from opacus.accountants import RDPAccountant
+
+    return tuple(float(a) for a in RDPAccountant.DEFAULT_ALPHAS)
+
+
+def _safe_domain_size(history: History, eps_error: float, delta_error: float) -> float:
+    """Opacus' ``compute_safe_domain_size`` (Gopi et al., remark 5.6), same orders and
+    formula, on the memoized RDP: it is the bulk of a PRV evaluation otherwise."""
+    orders = _opacus_default_orders()
+    total = sum(t for _, _, t in history)
+    size = _rdp_epsilon_at(history, delta_error / 4, orders)
+    for s, q, _ in history:
+        size = max(size, _rdp_epsilon_at([(s, q, 1)], delta_error / (8 * total), orders))
+    return max(size, eps_error) + 3
+
+
+def _opacus_prv_upper(history: History, delta: float, eps_error: float,
+                      delta_error: float, half_width: float) -> float:
+    """``PRVAccountant.get_epsilon`` step by step (domain, truncation, discretisation,
+    FFT composition, upper bound) with the domain size computed once by the caller."""
+    from opacus.accountants.analysis.prv import (
+        Domain,
+        PoissonSubsampledGaussianPRV,
+        TruncatedPrivacyRandomVariable,
+        compose_heterogeneous,
+        discretize,
+    )
+
+    prvs = [PoissonSubsampledGaussianPRV(q, s) for s, q, _ in history]
+    counts = [t for _, _, t in history]
+    mesh = eps_error / np.sqrt(sum(counts) * np.log(12 / delta_error) / 2)
+    domain = Domain.create_aligned(-half_width, half_width, mesh)
+    dprvs = [discretize(TruncatedPrivacyRandomVariable(p, domain.t_min, domain.t_max), domain)
+             for p in prvs]
+    dprv = compose_heterogeneous(dprvs=dprvs, num_self_compositions=counts)
+    _, _, eps_upper = dprv.compute_epsilon(delta, delta_error, eps_error)
+    return float(eps_upper)
 
 
 #: largest PRV discretisation grid (points); beyond it eps_error is coarsened
@@ -190,12 +272,6 @@ def _prv_epsilon(history: History, delta: float) -> float:
       a BudgetError naming the RDP accountant as the fix.
     - The result is capped at ε_rdp: both are upper bounds, so the smaller is too.
     """
-    from opacus.accountants import PRVAccountant
-    from opacus.accountants.analysis.prv import (
-        PoissonSubsampledGaussianPRV,
-        compute_safe_domain_size,
-    )
-
     eps_rdp = _rdp_epsilon(history, delta)
     if eps_rdp == 0.0:
         return 0.0
@@ -209,24 +285,22 @@ def _prv_epsilon(history: History, delta: float) -> float:
     eps_error = min(0.01, max(3e-4, 3e-3 * eps_rdp))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        half_width = compute_safe_domain_size(
-            [PoissonSubsampledGaussianPRV(q, s) for s, q, _ in history],
-            [t for _, _, t in history], eps_error=eps_error, delta_error=delta_error,
-        )
+        half_width = _safe_domain_size(history, eps_error, delta_error)
     total_steps = sum(t for _, _, t in history)
     points = 2 * half_width * math.sqrt(total_steps * math.log(12 / delta_error) / 2) / eps_error
     if points > _PRV_MAX_POINTS:
         eps_error *= points / _PRV_MAX_POINTS
     last: Exception | None = None
     for err in (eps_error, eps_error * 10):
-        acc = PRVAccountant()
-        acc.history = list(history)
         try:
+            # Opacus sizes the domain as max(L, eps_error) + 3 for the eps_error
+            # it is given; half_width already holds max(L, first eps_error) + 3
+            width = max(half_width, err + 3)
             # overflow warnings inside Opacus' discretisation are expected at the
             # domain edges; a result that is not finite is caught below
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
-                eps = float(acc.get_epsilon(delta=delta, eps_error=err, delta_error=delta_error))
+                eps = _opacus_prv_upper(history, delta, err, delta_error, width)
         except RuntimeError as e:
             if "Cannot compute epsilon" in str(e):
                 # δ(ε) < δ on the whole domain: ε is ~0 up to the discretisation error
@@ -273,7 +347,14 @@ def epsilon_of_history(history: Iterable[tuple[float, float, int]], delta: float
         return gdp_epsilon(gdp_mu(hist), delta)
     if accountant == "rdp":
         return _rdp_epsilon(hist, delta)
-    return _prv_epsilon(hist, delta)
+    return _prv_epsilon_memo(tuple(hist), delta)
+
+
+@functools.lru_cache(maxsize=1024)
+def _prv_epsilon_memo(history: tuple[tuple[float, float, int], ...], delta: float) -> float:
+    """PRV ε is a pure function of (history, δ); the engine asks for the same one
+    after calibration (planned ε) and at the end of training (ledger)."""
+    return _prv_epsilon(list(history), delta)
 
 
 def epsilon_of(spends: Iterable[DPSGDSpend | GaussianSpend], delta: float,
@@ -343,13 +424,8 @@ def calibrate_noise_multiplier(
             "target epsilon or add more noise to those spends"
         )
 
-    memo: dict[tuple[float, str], float] = {}
-
-    def eps(sigma: float, acc: str = accountant) -> float:
-        key = (sigma, acc)
-        if key not in memo:
-            memo[key] = epsilon_of_history(other + [(sigma, sample_rate, steps)], delta, acc)
-        return memo[key]
+    def eps(sigma: float) -> float:  # memoized by epsilon_of_history's caches (PRV, RDP)
+        return epsilon_of_history(other + [(sigma, sample_rate, steps)], delta, accountant)
 
     def feasible(sigma: float) -> bool:
         try:
@@ -358,59 +434,78 @@ def calibrate_noise_multiplier(
             # PRV fails only where ε is enormous (tiny σ): certainly over budget
             return False
 
-    def bisect(lo: float, hi: float, ok, tol: float) -> float:
-        """Smallest feasible σ in (lo, hi] to tol, given ok(hi) and not ok(lo)."""
-        while hi - lo > tol * hi:
-            mid = math.sqrt(lo * hi)
-            if ok(mid):
-                hi = mid
-            else:
-                lo = mid
-        return hi
+    seen: dict[float, float] = {}  # log σ → gap, every accountant evaluation
 
-    # 1) a feasible σ: double until RDP (fast, and an upper bound on the PRV
-    #    ε, see _prv_epsilon) is within budget; for RDP/GDP use the accountant itself
-    fast = "rdp" if accountant == "prv" else accountant
+    def gap(log_sigma: float) -> float:
+        """log ε(σ) − log target: nearly linear in log σ, so secant steps converge fast."""
+        try:
+            e = eps(math.exp(log_sigma))
+        except BudgetError:
+            e = math.inf
+        g = 50.0 if not math.isfinite(e) else (math.log(e) if e > 0 else -50.0) - math.log(target_epsilon)
+        seen[log_sigma] = g
+        return g
+
+    # 1) a feasible σ from a cheap upper bound: RDP at integer orders only
+    #    (closed form, no fractional-order series) bounds ε under every
+    #    accountant here from above — min over fewer orders ≥ RDP ≥ PRV — and
+    #    GDP is closed form anyway; bisection on it costs milliseconds
+    if accountant == "gdp":
+        def cheap(sigma: float) -> float:
+            return eps(sigma)
+    else:
+        def cheap(sigma: float) -> float:
+            hist = other + [(sigma, sample_rate, steps)]
+            return max(0.0, _rdp_epsilon_at(hist, delta, _RDP_INT_ORDERS))
     hi = 1.0
-    while eps(hi, fast) > target_epsilon:
+    while cheap(hi) > target_epsilon:
         hi *= 2
         if hi > 1e6:
             raise BudgetError(
                 f"no noise multiplier up to 1e6 reaches epsilon={target_epsilon:g} "
                 f"(q={sample_rate:g}, T={steps}, delta={delta:g}); raise the target"
             )
-    if accountant == "prv":
-        # 2) RDP's answer is an upper end for PRV's; narrow it cheaply first
-        lo = hi / 2
-        if eps(lo, "rdp") > target_epsilon:
-            hi = bisect(lo, hi, lambda s: eps(s, "rdp") <= target_epsilon, tol=1e-2)
-        while not feasible(hi):  # pragma: no cover - PRV ≤ RDP by construction
-            hi *= 1.1
-    # 3) step down until infeasible under the requested accountant
-    lo = hi * 0.8
-    while feasible(lo):
-        hi, lo = lo, lo * 0.8
-        if lo < 1e-6:
+    lo = hi / 2
+    while hi - lo > rtol / 4 * hi:
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if cheap(mid) <= target_epsilon else (mid, hi)
+    while not feasible(hi):  # pragma: no cover - the cheap bound is an upper bound
+        hi *= 1.1
+
+    # 2) a lower end: Newton steps on gap(log σ) with the cheap bound's slope
+    #    (the accountants' curves are near-parallel in log-log), then secants
+    #    through the accountant's own values, until a σ is over budget
+    x_hi, g_hi = math.log(hi), gap(math.log(hi))
+    slope = (math.log(cheap(hi * 1.01)) - math.log(cheap(hi))) / math.log(1.01)
+    slope = slope if math.isfinite(slope) and slope < -1e-3 else -1.0
+    while True:
+        # aim a little past the root (gap = +log(1 + rtol)), so the point lands over budget
+        x_lo = x_hi - max((math.log1p(rtol) - g_hi) / -slope, math.log1p(rtol))
+        g_lo = gap(x_lo)
+        if g_lo > 0:
+            break
+        if x_lo < math.log(1e-6):
             raise BudgetError(
                 f"epsilon={target_epsilon:g} is met with essentially no noise "
                 f"(q={sample_rate:g}, T={steps}); check the inputs"
             )
+        secant = (g_lo - g_hi) / (x_lo - x_hi)
+        slope = secant if secant < -1e-3 else slope
+        x_hi, g_hi = x_lo, g_lo
 
-    # 4) Brent's method on log ε(σ) = log target (smooth, so few accountant
-    #    calls), then step up from the root until verified feasible
-    def gap(log_sigma: float) -> float:
-        try:
-            e = eps(math.exp(log_sigma))
-        except BudgetError:
-            e = math.inf
-        return (math.log(e) if e > 0 else -50.0) - math.log(target_epsilon) if math.isfinite(e) else 50.0
-
-    root = math.exp(optimize.brentq(gap, math.log(lo), math.log(hi), xtol=rtol / 4))
-    candidate = min(hi, root * (1 + rtol / 4))
-    while candidate < hi and not feasible(candidate):
-        candidate = min(hi, candidate * (1 + rtol / 4))
-    hi = candidate
-    sigma = float(hi)
+    # 3) Brent's method on the bracket (both ends already evaluated: memoized);
+    #    every σ it evaluates is recorded, and the answer is the smallest σ
+    #    verified feasible, once the largest infeasible one is within rtol of it
+    optimize.brentq(gap, x_lo, x_hi, xtol=math.log1p(rtol) / 2)
+    over = max(x for x, g in seen.items() if g > 0)
+    candidate = math.exp(min(x for x, g in seen.items() if g <= 0))
+    while candidate > math.exp(over) * (1 + rtol):  # pragma: no cover - Brent's bracket is tighter
+        mid = math.sqrt(candidate * math.exp(over))
+        if feasible(mid):
+            candidate = mid
+        else:
+            over = math.log(mid)
+    sigma = float(candidate)
     if not feasible(sigma):  # pragma: no cover - guarded by the invariant
         raise BudgetError(f"calibration failed to verify sigma={sigma} for epsilon={target_epsilon}")
     return sigma
