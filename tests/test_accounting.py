@@ -4,8 +4,10 @@ its closed form, and noise calibration for feasibility *and* tightness."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import dp_accounting
+import numpy as np
 import pytest
 from dp_accounting import pld, rdp
 
@@ -177,3 +179,102 @@ def test_calibration_errors():
         calibrate_noise_multiplier(1.0, 1.0, 0.01, 100)
     with pytest.raises(BudgetError, match="target epsilon"):
         calibrate_noise_multiplier(math.inf, 1e-5, 0.01, 100)
+
+
+# --------------------------------------------------------------------------- fast paths
+# The memoized RDP, the PRV domain size and the PRV pipeline are re-implementations
+# for speed; they must reproduce Opacus' own numbers exactly, not approximately.
+
+_HISTORIES = [
+    [(1.1, 0.01, 1000)],
+    [(5.0, 1.0, 1), (0.8, 0.05, 300)],
+    [(2.0, 0.1, 80), (2.0, 0.1, 7), (0.7, 0.3, 3)],
+]
+
+
+@pytest.mark.parametrize("history", _HISTORIES)
+def test_memoized_rdp_equals_opacus_compute_rdp(history):
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis.rdp import compute_rdp
+
+    from ppds_core.privacy import accounting
+
+    orders = accounting._RDP_ORDERS_T
+    expected = sum([compute_rdp(q=q, noise_multiplier=s, steps=t, orders=list(orders))
+                    for s, q, t in history])
+    for _ in range(2):  # the second call is served from the cache
+        assert np.array_equal(accounting._history_rdp(history, orders), expected)
+    opacus = RDPAccountant()
+    opacus.history = list(history)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = opacus.get_epsilon(delta=1e-5, alphas=accounting._RDP_ORDERS)
+    assert epsilon_of_history(history, 1e-5, "rdp") == want
+
+
+@pytest.mark.parametrize("history", _HISTORIES[:2])
+def test_prv_pipeline_equals_opacus_prv_accountant(history):
+    """Domain size and PRV upper bound are Opacus' to the last bit; the ε ppds reports
+    is Opacus' PRVAccountant at ppds' error settings, capped at RDP, as documented."""
+    from opacus.accountants import PRVAccountant
+    from opacus.accountants.analysis.prv import (
+        PoissonSubsampledGaussianPRV,
+        compute_safe_domain_size,
+    )
+
+    from ppds_core.privacy import accounting
+
+    delta = 1e-5
+    eps_rdp = epsilon_of_history(history, delta, "rdp")
+    eps_error, delta_error = min(0.01, max(3e-4, 3e-3 * eps_rdp)), delta / 1000
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        want_width = compute_safe_domain_size(
+            [PoissonSubsampledGaussianPRV(q, s) for s, q, _ in history],
+            [t for _, _, t in history], eps_error=eps_error, delta_error=delta_error)
+        width = accounting._safe_domain_size(history, eps_error, delta_error)
+        assert width == want_width
+        opacus = PRVAccountant()
+        opacus.history = list(history)
+        want = opacus.get_epsilon(delta=delta, eps_error=eps_error, delta_error=delta_error)
+    assert accounting._opacus_prv_upper(history, delta, eps_error, delta_error, width) == want
+    assert epsilon_of_history(history, delta, "prv") == min(want, eps_rdp)
+
+
+def test_prv_calibration_is_tight_to_rtol_with_few_evaluations(monkeypatch):
+    """Each σ it returns is verified; some σ' ≥ σ/(1 + rtol) was verified infeasible."""
+    from ppds_core.privacy import accounting
+
+    calls = []
+    real = accounting._prv_epsilon
+    monkeypatch.setattr(accounting, "_prv_epsilon",
+                        lambda h, d: calls.append(h) or real(h, d))
+    accounting._prv_epsilon_memo.cache_clear()
+    q, steps, delta, target = 0.14, 80, 1e-5, 10.0
+    sigma = calibrate_noise_multiplier(target, delta, q, steps, "prv")
+    assert len(calls) <= 8  # the plain bisection it replaced needed ~20 ε evaluations
+    assert dp_sgd_epsilon(sigma, q, steps, delta, "prv") <= target
+    assert dp_sgd_epsilon(sigma * (1 - 2e-3), q, steps, delta, "prv") > target
+
+
+def test_progress_reports_rdp_upper_bound_mid_run_and_exact_epsilon_at_the_end():
+    from ppds_core.budget import PrivacyBudget
+    from ppds_core.privacy.engine import DPSGDPlan, DPSGDState, plan_dp_sgd
+
+    schedule = plan_dp_sgd(DPSGDPlan(budget=PrivacyBudget(epsilon=3.0), batch_size=10, steps=5,
+                                     accountant="prv"), num_examples=50)
+    state = DPSGDState(schedule=schedule, accountant=make_opacus_accountant("prv"))
+    sigma, q = schedule.noise_multiplier, schedule.sample_rate
+    uppers = []
+    for step in range(1, 6):
+        state.accountant.step(noise_multiplier=sigma, sample_rate=q)
+        state.steps_done = step
+        info = state.progress_info()
+        if step < 5:
+            assert "epsilon" not in info  # a PRV value would be mislabelled if it were RDP's
+            uppers.append(info["epsilon_rdp_upper"])
+            assert uppers[-1] == dp_sgd_epsilon(sigma, q, step, schedule.delta, "rdp")
+            assert uppers[-1] >= dp_sgd_epsilon(sigma, q, step, schedule.delta, "prv")
+    assert uppers == sorted(uppers)
+    assert info["epsilon"] == state.ledger().epsilon_spent <= 3.0
+    assert "epsilon_rdp_upper" not in info
