@@ -395,10 +395,12 @@ def calibrate_noise_multiplier(
     """Smallest σ (to ``rtol``, rounded up) whose DP-SGD run, composed with
     ``other_spends``, stays within ``target_epsilon`` at ``delta``.
 
-    σ ↦ ε is monotone and smooth: bracket it (RDP first, a cheap upper bound
-    on PRV), solve log ε(σ) = log target with Brent's method, then step up
-    from the root until the accountant confirms ε ≤ target; the returned σ is
-    verified once more at the end, so it is always on the feasible side.
+    Accountant evaluations are what cost (PRV: 0.1–0.5 s each), so: σ ↦ ε
+    is monotone and nearly linear in log-log; a feasible σ comes from a
+    closed-form upper bound (integer-order RDP), a Newton/secant step from
+    there finds an infeasible one, Brent's method closes the bracket, and the
+    answer is the smallest σ the requested accountant *verified* feasible,
+    with an infeasible σ within ``rtol`` below it — 4–6 evaluations in all.
     """
     from scipy import optimize
 
