@@ -478,8 +478,9 @@ def calibrate_noise_multiplier(
     #    (the accountants' curves are near-parallel in log-log), then secants
     #    through the accountant's own values, until a σ is over budget
     x_hi, g_hi = math.log(hi), gap(math.log(hi))
-    slope = (math.log(cheap(hi * 1.01)) - math.log(cheap(hi))) / math.log(1.01)
-    slope = slope if math.isfinite(slope) and slope < -1e-3 else -1.0
+    e_hi, e_up = cheap(hi), cheap(hi * 1.01)
+    slope = (math.log(e_up / e_hi) / math.log(1.01)) if 0 < e_up < e_hi < math.inf else -1.0
+    slope = slope if slope < -1e-3 else -1.0
     while True:
         # aim a little past the root (gap = +log(1 + rtol)), so the point lands over budget
         x_lo = x_hi - max((math.log1p(rtol) - g_hi) / -slope, math.log1p(rtol))
