@@ -237,7 +237,8 @@ def test_prv_pipeline_equals_opacus_prv_accountant(history):
         opacus = PRVAccountant()
         opacus.history = list(history)
         want = opacus.get_epsilon(delta=delta, eps_error=eps_error, delta_error=delta_error)
-    assert accounting._opacus_prv_upper(history, delta, eps_error, delta_error, width) == want
+        got = accounting._opacus_prv_upper(history, delta, eps_error, delta_error, width)
+    assert got == want
     assert epsilon_of_history(history, delta, "prv") == min(want, eps_rdp)
 
 
