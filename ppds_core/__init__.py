@@ -40,7 +40,6 @@ from .interfaces import (
     Plugin,
     PluginConfig,
 )
-from .matrix import fit_generator, run_matrix
 from .privacy.ledger import DPSGDSpend, GaussianSpend, Ledger
 from .registry import PluginInfo, get_registry, reset_registry
 
@@ -91,3 +90,12 @@ __all__ = [
     "BudgetError",
     "SkipMeasurement",
 ]
+
+
+def __getattr__(name: str):
+    # The runner imports Lightning and Opacus; load it only when asked for.
+    if name in ("run_matrix", "fit_generator"):
+        from . import matrix
+
+        return getattr(matrix, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -75,3 +75,16 @@ def test_bad_usage_is_exit_2(capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_light_commands_do_not_import_the_training_stack():
+    """`ppds --version`, `bounds` and `leaderboard` must start fast: no Lightning, no runner."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ppds_core.cli import build_parser; build_parser(); import ppds_core; "
+            "heavy = [m for m in ('pytorch_lightning', 'opacus', 'diffusers', 'pandas') if m in sys.modules]; "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"imported at start-up: {out.stdout.strip()}"

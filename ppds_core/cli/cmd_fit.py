@@ -8,7 +8,6 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..matrix.config import parse_yaml
-from ..matrix.fit import fit_generator
 from ._output import console
 
 ORDER = 33
@@ -68,6 +67,8 @@ def _run(args) -> int:
 
         bar.start()
     try:
+        from ..matrix.fit import fit_generator
+
         outcome = fit_generator(
             args.generator, args.dataset, args.epsilon, args.out, delta=args.delta, seed=args.seed,
             config=load_options(args.config, "--config"),

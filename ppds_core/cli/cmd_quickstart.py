@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..matrix import quickstart_config_path
-from ..matrix.runner import run_matrix
 from .cmd_run import add_run_options, report_summary
 
 ORDER = 35
@@ -23,6 +22,7 @@ def _run(args) -> int:
         print(text, end="")
         return 0
     from ..matrix.config import parse_yaml
+    from ..matrix.runner import run_matrix
 
     summary = run_matrix(parse_yaml(text, "quickstart.yaml"), args.out, shard=args.shard, smoke=args.smoke,
                          quiet=args.quiet)

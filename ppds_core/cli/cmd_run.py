@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..matrix.config import format_epsilon
-from ..matrix.runner import RunSummary, run_matrix
 from ._output import console, err_console
+
+if TYPE_CHECKING:
+    from ..matrix.runner import RunSummary
 
 ORDER = 30
 
@@ -75,6 +78,8 @@ def report_summary(summary: RunSummary, quiet: bool) -> int:
 
 
 def _run(args) -> int:
+    from ..matrix.runner import run_matrix
+
     summary = run_matrix(args.config, args.out, shard=args.shard, smoke=args.smoke, check=args.check,
                          quiet=args.quiet, retry_skipped=args.retry_skipped)
     if summary.check_only:
