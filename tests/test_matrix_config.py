@@ -108,3 +108,20 @@ def test_check_lists_cells_and_runs_nothing(fakes, tmp_path, capsys):
     assert "4 cells would run" in out and "real-data" in out and "fake-gen" in out
     assert counts(tmp_path) == []
     assert not (tmp_path / "out").exists()
+
+
+def test_public_set_takes_a_name_or_a_name_with_options(tmp_path, capsys):
+    from ppds_core.matrix.config import load_matrix
+
+    base = {"datasets": [{"name": "digits", "public": "glyphs"}],
+            "generators": [{"name": "dp-gan", "epsilons": [1]}]}
+    assert load_matrix(base).datasets[0].public.config.image_size == 8
+    with_opts = copy.deepcopy(base)
+    with_opts["datasets"][0]["public"] = {"name": "glyphs", "config": {"image_size": 28}}
+    assert load_matrix(with_opts).datasets[0].public.config.image_size == 28
+    bad = copy.deepcopy(base)
+    bad["datasets"][0]["public"] = {"name": "glyphs", "config": {"image_sise": 28}}
+    path = _write(tmp_path, bad)
+    assert main(["run", str(path), "--check", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "datasets[0].public.config" in err and "image_sise" in err

@@ -40,9 +40,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PublicEntry(_Strict):
+    name: str = Field(description="dataset plugin name of the public set")
+    config: dict[str, Any] = Field(default_factory=dict, description="its own options (root, image_size, …)")
+
+
 class DatasetEntry(_Strict):
     name: str = Field(description="dataset plugin name (`ppds datasets list`)")
-    public: str | None = Field(None, description="public dataset, for generators that use one")
+    public: str | PublicEntry | None = Field(
+        None, description="public dataset for generators that use one: a name, or {name, config}")
     config: dict[str, Any] = Field(default_factory=dict, description="the dataset's own options")
 
 
@@ -214,7 +220,8 @@ def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> Re
         plugin = _resolve(d.name, "dataset", d.config, where, source, smoke)
         public = None
         if d.public is not None:
-            public = _resolve(d.public, "dataset", {}, f"{where}.public", source, smoke)
+            pub = d.public if isinstance(d.public, PublicEntry) else PublicEntry(name=d.public)
+            public = _resolve(pub.name, "dataset", pub.config, f"{where}.public", source, smoke)
         datasets.append(ResolvedDataset(plugin, public))
 
     generators = []
