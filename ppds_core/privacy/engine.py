@@ -36,9 +36,11 @@ Usage (a generator's ``fit``)::
 Contract:
 
 - ``private_step(per_sample_losses)`` is called at most once per batch; row
-  *i* must depend on batch example *i* only (DPDM's noise multiplicity:
-  average the K noise draws of example *i* into row *i* before calling).
-  Sensitivity is then one example and clipping bounds it by C.
+  *i* must depend on batch example *i* only, and so must the per-sample
+  gradient the private module holds for it. Sensitivity is then one example
+  and clipping bounds it by C. (DPDM's noise multiplicity runs K rows per
+  example through the network: their per-row gradients must be folded into
+  one per example before clipping — see docs/dp-sgd-engine.md.)
 - Poisson sampling with q = batch_size / N (refused if batch_size > N); an
   epoch is ⌈N / batch_size⌉ steps; T = epochs · ⌈N/B⌉ or ``steps``. Training
   stops after exactly T private steps (Lightning's epochs are not trusted
