@@ -73,6 +73,9 @@ class MatrixConfig(_Strict):
     samples: int = Field(2000, gt=0, description="synthetic images drawn per cell")
     real_data: bool = Field(True, description="add the 'real-data' reference row (metrics on the private split)")
     trainer: dict[str, Any] = Field(default_factory=dict, description="passed to Lightning's Trainer")
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads for this run (default: torch's own choice); "
+        "1 is fastest for the tiny models of embedded data")
     datasets: list[DatasetEntry] = Field(min_length=1)
     generators: list[GeneratorEntry] = Field(min_length=1)
     metrics: list[EvaluatorEntry] = Field(default_factory=list)

@@ -464,6 +464,10 @@ def run_matrix(
     except OSError as err:
         raise ConfigError(f"--out {out}: cannot create the output folder ({err.strerror})") from None
     summary = RunSummary(out=out, cells=cells)
+    if matrix.config.threads is not None:
+        import torch
+
+        torch.set_num_threads(matrix.config.threads)
     progress = _Progress(quiet, len(cells))
     with _RunLog(out):
         log.info("ppds %s: matrix %r from %s, %d cells%s%s", __version__, matrix.config.name, matrix.source,
