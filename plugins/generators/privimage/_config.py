@@ -13,8 +13,8 @@ class PrivImageConfig(DiffusionConfig):
 
     label_dropout: float = Field(0.1, ge=0, lt=1, description="null-class probability in pretraining and fine-tuning (classifier-free guidance)")
     # Measured on digits (898 images, ~90 per class) with glyphs, ε = 10, PRV: over 20 noise
-    # draws × 3 query-classifier seeds the own glyph is in a mean 7.8 of 10 digits' selection
-    # at σ_q = 4 vs 6.0 at σ_q = 10 (6 and 9 almost never: the font's 6/9 get ~0 votes), while
+    # draws × 3 query-classifier seeds the own glyph is in a mean 7.65 of 10 digits' selection
+    # at σ_q = 4 vs 6.2 at σ_q = 10 (6 and 9 almost never: the font's 6/9 get ~0 votes), while
     # DP-SGD's σ rises only 1.751 → 1.760. diffusion_digits.py seeds 0/1, σ_q 10 → 4: hits
     # 6 → 8 / 8 → 7, accuracy 58.8 → 75.7 % / 74.2 → 79.1 %. But σ_q = 4 alone costs
     # ε ≈ 0.93 (δ = 1e-5), nearly all of an ε = 1 budget, so the default stays at 10.
