@@ -771,6 +771,8 @@ def _quiet_lightning() -> Iterator[None]:
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             # mid-epoch resume: the engine restores the Poisson sampler's RNG itself
             warnings.filterwarnings("ignore", message=".*checkpoint that ended before the epoch")
+            # frozen copies (EMA, pretrained priors) are in eval mode on purpose
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
