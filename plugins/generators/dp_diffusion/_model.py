@@ -20,8 +20,8 @@ from ppds_core import ConfigError, FitContext, Generator, ImageSet, Ledger, Priv
 from ppds_core.errors import DataNotFoundError
 from ppds_core.privacy.ledger import GaussianSpend
 
+from .._grid import write_class_grid
 from ._config import DiffusionConfig
-from ._grid import write_grid
 from ._objective import NoiseMultiplicityDDPMLoss, make_train_scheduler
 from ._sampling import balanced_labels, ddim_sample
 from ._train import train_private
@@ -158,11 +158,8 @@ class DiffusionGenerator(Generator):
         (directory / _META).write_text(json.dumps(meta, indent=2, default=_json_default))
         if self.ledger is not None:
             self.ledger.write(directory / _LEDGER)
-        k = len(self.class_names)
-        grid = self.sample(8 * k, seed=0)
-        order = torch.argsort(grid.labels, stable=True)  # one row per class
-        write_grid(grid.subset(order), directory / _GRID, columns=8,
-                   scale=max(1, 48 // self.image_shape[1]))
+        grid = self.sample(8 * len(self.class_names), seed=0)
+        write_class_grid(grid, directory / _GRID, rows=8, scale=max(1, 48 // self.image_shape[1]))
 
     @classmethod
     def load(cls, directory: Path) -> DiffusionGenerator:

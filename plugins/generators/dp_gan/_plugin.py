@@ -17,8 +17,8 @@ from ppds_core import (
 )
 from ppds_core.errors import ConfigError, DataNotFoundError
 
+from .._grid import write_class_grid
 from ._config import DPGANConfig
-from ._grid import write_class_grid
 from ._nets import ConditionalGenerator, auto_width, net_shape
 from ._train import train_dp_gan
 from ._units import from_model_units

@@ -1,4 +1,7 @@
-"""A PNG grid of samples: one column per class, so mode collapse shows at a glance."""
+"""A PNG grid of samples, one column per class, so mode collapse shows at a glance.
+
+Shared by the first-party generators' ``save`` (each writes ``samples.png``).
+"""
 
 from __future__ import annotations
 
