@@ -20,12 +20,12 @@ import argparse
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 import warnings
 
 import torch
+from _interleave import interleaved
 from torch import nn
 
 from ppds_core.privacy._grad_modes import GRAD_SAMPLE_MODES, PerSampleGradients, make_dp_optimizer
@@ -91,23 +91,7 @@ class Variant:
 
 
 def measure(size: int, batch: int, rounds: int, steps: int, warmup: int) -> dict[str, dict]:
-    variants, results = [], {}
-    for name in VARIANTS:
-        try:
-            v = Variant(name, size, batch)
-            v.timed(warmup)
-            variants.append(v)
-        except Exception as err:  # a mode that cannot run this model is a result, too
-            results[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:80]}"}
-    times: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
-    for r in range(rounds):
-        order = variants[r % len(variants):] + variants[: r % len(variants)]
-        for v in order:
-            times[v.name].append(v.timed(steps))
-    for name, ts in times.items():
-        results[name] = {"wall": statistics.median(t[0] for t in ts),
-                         "cpu": statistics.median(t[1] for t in ts)}
-    return results
+    return interleaved(lambda name: Variant(name, size, batch), VARIANTS, rounds, steps, warmup, error_width=80)
 
 
 def main(argv: list[str] | None = None) -> int:

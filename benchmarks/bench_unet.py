@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 import warnings
 
 import torch
+from _interleave import interleaved
 from ppds_plugins.generators.dp_diffusion._config import DiffusionConfig
 from ppds_plugins.generators.dp_diffusion._objective import (
     NoiseMultiplicityDDPMLoss,
@@ -79,23 +79,7 @@ class Variant:
 
 def measure(size: int, batch: int, k: int, channels: list[int], rounds: int, steps: int,
             warmup: int) -> dict[str, dict]:
-    variants, results = [], {}
-    for name in VARIANTS:
-        try:
-            v = Variant(name, size, batch, k, channels)
-            v.timed(warmup)
-            variants.append(v)
-        except Exception as err:  # a mode that cannot run this model is a result, too
-            results[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:70]}"}
-    times: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
-    for r in range(rounds):
-        order = variants[r % len(variants):] + variants[: r % len(variants)]
-        for v in order:
-            times[v.name].append(v.timed(steps))
-    for name, ts in times.items():
-        results[name] = {"wall": statistics.median(t[0] for t in ts),
-                         "cpu": statistics.median(t[1] for t in ts)}
-    return results
+    return interleaved(lambda name: Variant(name, size, batch, k, channels), VARIANTS, rounds, steps, warmup, error_width=70)
 
 
 def main(argv: list[str] | None = None) -> int:
