@@ -24,3 +24,16 @@ def _fresh_registry(monkeypatch):
     reset_registry()
     yield
     reset_registry()
+
+
+@pytest.fixture(scope="session")
+def digits_splits():
+    """sklearn's 8×8 digits in canonical form, split 0.5/0.25/0.25 with seed 0."""
+    from sklearn.datasets import load_digits
+
+    from ppds_core import ImageSet, SplitSizes, make_splits
+
+    d = load_digits()
+    pool = ImageSet(torch.tensor(d.images / 16, dtype=torch.float32), d.target,
+                    [str(i) for i in range(10)], "digits")
+    return make_splits(pool, None, SplitSizes(), seed=0)

@@ -6,21 +6,13 @@ import pytest
 import torch
 from ppds_plugins.metrics import _classifiers, _reference_cache, downstream
 from ppds_plugins.metrics.downstream import DownstreamAccuracy
-from sklearn.datasets import load_digits
 
-from ppds_core import EvalContext, ImageSet, PrivacyBudget, SkipMeasurement, SplitSizes, make_splits
+from ppds_core import EvalContext, ImageSet, PrivacyBudget, SkipMeasurement
 
 
 @pytest.fixture(scope="module")
-def splits():
-    d = load_digits()
-    pool = ImageSet(
-        torch.tensor(d.images / 16, dtype=torch.float32),
-        d.target,
-        [str(i) for i in range(10)],
-        "digits",
-    )
-    return make_splits(pool, None, SplitSizes(), seed=0)
+def splits(digits_splits):
+    return digits_splits
 
 
 def make_ctx(splits, synthetic: ImageSet, tmp_path, seed: int = 0) -> EvalContext:

@@ -12,29 +12,19 @@ from ppds_plugins.metrics import _domain, _reference_cache
 from ppds_plugins.metrics._frechet import frechet_distance, gaussian_stats
 from ppds_plugins.metrics._manifold import precision_recall
 from ppds_plugins.metrics.fid import FdDomain, Fid, PrecisionRecall
-from sklearn.datasets import load_digits
 
 from ppds_core import (
     EvalContext,
     ImageSet,
     PrivacyBudget,
     SkipMeasurement,
-    SplitSizes,
     WeightsNotFoundError,
-    make_splits,
 )
 
 
 @pytest.fixture(scope="module")
-def splits():
-    d = load_digits()
-    pool = ImageSet(
-        torch.tensor(d.images / 16, dtype=torch.float32),
-        d.target,
-        [str(i) for i in range(10)],
-        "digits",
-    )
-    return make_splits(pool, None, SplitSizes(), seed=0)
+def splits(digits_splits):
+    return digits_splits
 
 
 def forget_references() -> None:

@@ -14,16 +14,13 @@ from ppds_plugins.metrics._pairwise import (
     pairwise_scores,
 )
 from ppds_plugins.metrics.lpips import Lpips, Mse, Psnr, Ssim
-from sklearn.datasets import load_digits
 
 from ppds_core import (
     EvalContext,
     ImageSet,
     PrivacyBudget,
     SkipMeasurement,
-    SplitSizes,
     WeightsNotFoundError,
-    make_splits,
 )
 
 GEN = torch.Generator().manual_seed(0)
@@ -34,15 +31,8 @@ def rand_images(n: int, c: int, side: int) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def splits():
-    d = load_digits()
-    pool = ImageSet(
-        torch.tensor(d.images / 16, dtype=torch.float32),
-        d.target,
-        [str(i) for i in range(10)],
-        "digits",
-    )
-    return make_splits(pool, None, SplitSizes(), seed=0)
+def splits(digits_splits):
+    return digits_splits
 
 
 def make_ctx(splits, synthetic: ImageSet, tmp_path) -> EvalContext:
