@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from ppds_plugins.attacks.audit import DPSGDAudit, EngineStep, audit_llr
 
 from ppds_core.privacy import engine
 from ppds_core.privacy.accounting import calibrate_noise_multiplier
 from ppds_core.privacy.ledger import DPSGDSpend
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a loaded 2-core box OpenMP spinning makes 2 threads ~40× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 Q, T, DELTA = 0.1, 10, 1e-5
 

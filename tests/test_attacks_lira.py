@@ -24,15 +24,6 @@ from ppds_core.imageset import ImageSet, SplitSizes, make_splits
 from ppds_core.interfaces import EvalContext, FitContext, Generator, PluginConfig
 from ppds_core.privacy.ledger import Ledger
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a loaded 2-core box OpenMP spinning makes 2 threads ~40× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # one candidate, six shadows: IN signals [1, 2, 3], OUT signals [-1, 0, 1]
 SIG = np.array([[1.0], [2.0], [3.0], [-1.0], [0.0], [1.0]])
 KEEP = np.array([[True], [True], [True], [False], [False], [False]])

@@ -22,15 +22,6 @@ from ppds_core.imageset import ImageSet, SplitSizes, make_splits
 from ppds_core.interfaces import EvalContext
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a loaded 2-core box OpenMP spinning makes 2 threads ~40× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _splits():
     d = load_digits()
     imgs = torch.tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)

@@ -19,15 +19,6 @@ from ppds_core.imageset import ImageSet, SplitSizes, make_splits
 from ppds_core.interfaces import EvalContext
 from ppds_core.privacy.ledger import DPSGDSpend, Ledger
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a loaded 2-core box OpenMP spinning makes 2 threads ~40× slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 TINY = dict(prior_channels=[8, 16], prior_steps=3, prior_batch_size=32, kappa_samples=30,
             repeats=2, ddim_steps=6, targets=6)
 
