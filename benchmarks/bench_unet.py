@@ -5,7 +5,7 @@ class-conditional ``UNet2DModel`` (GroupNorm, no attention) under the DDPM
 ε-prediction loss with noise multiplicity K, i.e. B examples → B·K rows. A
 "step" is what the engine does per batch: forward, the mode's per-sample
 backward, the fold of each example's K rows into one per-example gradient
-(:class:`KFoldingLoss`), clip + noise (σ = 1) and an Adam step — the
+(the engine's rows-per-example fold), clip + noise (σ = 1) and an Adam step — the
 engine's own ``PerSampleGradients`` and Opacus optimizer, without Lightning.
 The non-private step at the same K is the baseline of each row, so the ratio
 isolates what DP costs.
@@ -30,7 +30,6 @@ from ppds_plugins.generators.dp_diffusion._objective import (
     NoiseMultiplicityDDPMLoss,
     make_train_scheduler,
 )
-from ppds_plugins.generators.dp_diffusion._train import KFoldingLoss
 from ppds_plugins.generators.dp_diffusion._unet import build_unet, model_side
 
 from ppds_core.privacy._grad_modes import GRAD_SAMPLE_MODES, PerSampleGradients, make_dp_optimizer
@@ -46,7 +45,8 @@ class Variant:
         side = model_side(size, len(channels))
         unet = build_unet(cfg, 1, side, 10)
         obj = NoiseMultiplicityDDPMLoss(unet, make_train_scheduler(1000, cfg.beta_schedule), k, 10)
-        self.model = KFoldingLoss(obj)
+        self.model = obj
+        self.k = k
         opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         if name == "non-private":
             self.grads, self.opt = None, opt
@@ -67,7 +67,7 @@ class Variant:
         if self.grads is None:
             losses.mean().backward()
         else:
-            self.grads.backward(losses, self.opt)
+            self.grads.backward(losses, self.opt, rows_per_example=self.k)
         self.opt.step()
 
     def timed(self, steps: int) -> tuple[float, float]:

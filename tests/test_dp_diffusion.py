@@ -15,7 +15,6 @@ from ppds_plugins.generators.dp_diffusion._objective import (
     make_train_scheduler,
 )
 from ppds_plugins.generators.dp_diffusion._sampling import ddim_sample
-from ppds_plugins.generators.dp_diffusion._train import KFoldingLoss
 from ppds_plugins.generators.dp_diffusion._unet import build_unet, from_model_space, to_model_space
 
 from ppds_core import ConfigError, FitContext, ImageSet, PrivacyBudget
@@ -50,10 +49,9 @@ def test_per_example_gradient_is_gradient_of_mean_of_its_k_losses(mode):
     for i in range(b):  # the gradient of example i's mean of K losses, same noise draws
         loss = obj.losses(x[i : i + 1], _rows(draws, i, k)).mean()
         refs.append(torch.autograd.grad(loss, params))
-    module = KFoldingLoss(obj)
-    grads = PerSampleGradients(module, mode, max_grad_norm=1.0)  # as the engine attaches it
+    grads = PerSampleGradients(obj, mode, max_grad_norm=1.0)  # as the engine attaches it
     try:
-        grads.backward(module(x, y, draws), optimizer=None)
+        grads.backward(obj(x, y, draws), optimizer=None, rows_per_example=k)
         for j, p in enumerate(params):
             assert p.grad_sample.shape[0] == b, "K rows per example were not folded into one"
             for i in range(b):
@@ -62,14 +60,14 @@ def test_per_example_gradient_is_gradient_of_mean_of_its_k_losses(mode):
         grads.remove()
 
 
-def _clipped_sum_norm(module, loss_fn, c: float) -> tuple[float, int]:
+def _clipped_sum_norm(module, loss_fn, c: float, rows_per_example: int) -> tuple[float, int]:
     grads = PerSampleGradients(module, "hooks", max_grad_norm=c)
     params = list(module.parameters())
     opt = make_dp_optimizer(torch.optim.SGD(params, lr=0.1), mode="hooks", noise_multiplier=0.0,
                             max_grad_norm=c, expected_batch_size=1, distributed=False,
                             generator=None, secure_mode=False)
     try:
-        grads.backward(loss_fn(), opt)
+        grads.backward(loss_fn(), opt, rows_per_example)
         rows = params[0].grad_sample.shape[0]
         opt.clip_and_accumulate()
         norm = math.sqrt(sum(float(p.summed_grad.pow(2).sum()) for p in params))
@@ -84,15 +82,18 @@ def test_clipping_applies_once_per_example_not_per_noisy_copy():
     obj.generator = torch.Generator().manual_seed(2)
     x, y = torch.rand(1, 1, 8, 8) * 2 - 1, torch.tensor([7])
     draws = obj.draw(x, y)
-    folded = KFoldingLoss(obj)
-    norm, rows = _clipped_sum_norm(folded, lambda: folded(x, y, draws), c)
+    norm, rows = _clipped_sum_norm(obj, lambda: obj(x, y, draws), c, rows_per_example=k)
     assert rows == 1
     assert norm <= c * (1 + 1e-4)
-    # control: without the fold Opacus clips each of the K copies, so the example moves by more than C
+    # control: treating the K copies as K examples clips each, so the example moves by more than C
     obj2 = _objective(k, seed=1)
     unfolded_norm, unfolded_rows = _clipped_sum_norm(
-        obj2, lambda: obj2.losses(x, draws).reshape(-1), c)
+        obj2, lambda: obj2.losses(x, draws).reshape(-1), c, rows_per_example=1)
     assert unfolded_rows == k and unfolded_norm > 1.2 * c
+    # and forgetting rows_per_example with the per-example losses is refused, not clipped per row
+    obj3 = _objective(k, seed=1)
+    with pytest.raises(RuntimeError, match="rows_per_example"):
+        _clipped_sum_norm(obj3, lambda: obj3(x, y, draws), c, rows_per_example=1)
 
 
 def test_model_space_round_trip_pads_and_crops():

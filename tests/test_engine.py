@@ -185,6 +185,55 @@ def test_one_example_moves_the_weights_by_at_most_c():
     assert 0.099 < moved.item() <= 0.1 + 1e-6
 
 
+class _Repeated(Classifier):
+    """Each example passes through the network as K noisy rows; its loss is their mean."""
+
+    def __init__(self, k: int, declare: bool) -> None:
+        super().__init__()
+        self.k, self.declare = k, declare
+
+    def training_step(self, batch, batch_idx):
+        x, y, _ = batch
+        rows = x.repeat_interleave(self.k, 0) + 0.1 * torch.randn(x.shape[0] * self.k, *x.shape[1:])
+        per_row = nn.functional.cross_entropy(self.net["clf"](rows), y.repeat_interleave(self.k),
+                                              reduction="none")
+        losses = per_row.view(-1, self.k).mean(1)
+        self.private_step(losses, rows_per_example=self.k if self.declare else 1)
+
+
+@pytest.mark.parametrize("mode", ["hooks", "functorch"])
+def test_several_rows_per_example_are_summed_before_clipping_or_refused(mode):
+    """K rows per example must become one clipped gradient per example: the engine folds
+    them when told, and refuses (never clips per row) when not."""
+    k, b = 3, 5
+    torch.manual_seed(0)
+    model = _Tiny()
+    x, y = torch.randn(b, 1, 4, 4), torch.randint(0, 4, (b,))
+    rows = x.repeat_interleave(k, 0) + 0.1 * torch.randn(b * k, 1, 4, 4)
+    refs = [torch.autograd.grad(nn.functional.cross_entropy(model(rows[i * k:(i + 1) * k]),
+                                                            y[i].repeat(k)), list(model.parameters()))
+            for i in range(b)]
+    grads = PerSampleGradients(model, mode, 1.0)
+    try:
+        losses = nn.functional.cross_entropy(model(rows), y.repeat_interleave(k), reduction="none")
+        grads.backward(losses.view(b, k).mean(1), None, rows_per_example=k)
+        for j, p in enumerate(model.parameters()):
+            assert p.grad_sample.shape[0] == b
+            for i in range(b):
+                torch.testing.assert_close(p.grad_sample[i], refs[i][j], rtol=1e-4, atol=1e-6)
+    finally:
+        grads.remove()
+    # through the engine: undeclared rows stop training with the fix in the message
+    pl.seed_everything(0, verbose=False)
+    with pytest.raises(RuntimeError, match=r"rows_per_example=K"):
+        fit(_Repeated(k, declare=False), steps=1, grad_sample_mode=mode)
+    pl.seed_everything(0, verbose=False)
+    ledger = fit(_Repeated(k, declare=True), steps=2, grad_sample_mode=mode)
+    assert ledger.dp_sgd().steps == 2
+    with pytest.raises(ValueError, match="ghost"):
+        PerSampleGradients(_Tiny(), "ghost", 1.0).backward(torch.zeros(2, requires_grad=True), None, 2)
+
+
 def test_batchnorm_is_refused():
     with pytest.raises(ValueError, match="BatchNorm"):
         PerSampleGradients(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), "hooks", 1.0)

@@ -13,6 +13,14 @@ replicas drift). Per-sample losses are summed before backward
 (``loss_reduction="sum"`` on the hooks), so row *i* of every per-sample
 gradient is exactly ∇ loss_i however many forward calls built the losses; the
 optimizer then divides by the expected batch size (``"mean"``), as Opacus does.
+
+Rows per example: a private module may see several rows per example (DPDM's
+noise multiplicity: K noisy copies of each image). Opacus then computes one
+gradient per *row*, and clipping each row to C would let one example move the
+model by K·C while the accountant assumes C. So after backward every
+per-sample gradient must have exactly (examples × rows_per_example) rows, and
+the K rows of each example are summed into one before the optimizer clips.
+A mismatch is an error, never a silent per-row clip.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["GRAD_SAMPLE_MODES", "PerSampleGradients", "make_dp_optimizer"]
+__all__ = ["GRAD_SAMPLE_MODES", "PerSampleGradients", "fold_rows_per_example", "make_dp_optimizer"]
 
 #: hooks: Opacus' per-layer formulas; functorch: torch.func.vmap for every layer;
 #: ghost: ghost clipping (norms without materialising per-sample gradients, two
@@ -61,14 +69,27 @@ class PerSampleGradients:
         if self._hooks is not None:
             self._hooks.forbid_grad_accumulation()  # Poisson batches are never accumulated
 
-    def backward(self, per_sample_losses: torch.Tensor, optimizer) -> None:
-        """Backward of the batch's per-sample losses, ready for ``optimizer.step()``."""
+    def backward(self, per_sample_losses: torch.Tensor, optimizer, rows_per_example: int = 1) -> None:
+        """Backward of the batch's per-example losses, ready for ``optimizer.step()``.
+
+        ``rows_per_example``: how many rows of the private module's input belong to
+        each example (each loss already reduces over its example's rows).
+        """
+        k = int(rows_per_example)
+        if k < 1:
+            raise ValueError(f"rows_per_example must be ≥ 1, got {rows_per_example}")
         if self.mode == "ghost":
+            if k > 1:
+                raise ValueError(
+                    "grad_sample_mode 'ghost' clips per row from per-row norms, so it cannot "
+                    f"combine {k} rows per example before clipping; use 'hooks' or 'functorch'"
+                )
             from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
             DPTensorFastGradientClipping(self._hooks, optimizer, per_sample_losses, "sum").backward()
         else:
             per_sample_losses.sum().backward()
+            fold_rows_per_example(self.module, per_sample_losses.shape[0], k)
 
     def empty_batch(self) -> None:
         """An empty Poisson batch: zero per-sample gradients, so the step is noise only.
@@ -122,6 +143,30 @@ class PerSampleGradients:
             for attr in ("grad_sample", "_forward_counter", "_current_grad_sample", "_norm_sample"):
                 if hasattr(p, attr):
                     delattr(p, attr)
+
+
+def fold_rows_per_example(module: nn.Module, examples: int, rows_per_example: int) -> None:
+    """Check every ``p.grad_sample`` has examples × K rows; sum each example's K rows into one.
+
+    With the losses summed before backward (``loss_reduction="sum"``), row r of a
+    per-sample gradient is ∇ of row r's share of its example's loss, so the sum
+    of an example's K rows is exactly ∇ of that example's loss.
+    """
+    k = rows_per_example
+    for name, p in module.named_parameters():
+        gs = getattr(p, "grad_sample", None)
+        if gs is None or not p.requires_grad:
+            continue
+        if isinstance(gs, list):  # a layer called more than once per step: accumulate first
+            gs = torch.stack(gs).sum(0)
+        if gs.shape[0] != examples * k:
+            raise RuntimeError(
+                f"per-sample gradient of {name!r} has {gs.shape[0]} rows for {examples} per-example "
+                f"losses × rows_per_example={k}: clipping would not be per example and ε would be "
+                "wrong. Return one loss per example, and if the private module sees several rows "
+                "per example pass private_step(losses, rows_per_example=K)"
+            )
+        p.grad_sample = gs.view(examples, k, *gs.shape[1:]).sum(1) if k > 1 else gs
 
 
 class _ExpandedWeightsForward:

@@ -38,9 +38,10 @@ Contract:
 - ``private_step(per_sample_losses)`` is called at most once per batch; row
   *i* must depend on batch example *i* only, and so must the per-sample
   gradient the private module holds for it. Sensitivity is then one example
-  and clipping bounds it by C. (DPDM's noise multiplicity runs K rows per
-  example through the network: their per-row gradients must be folded into
-  one per example before clipping — see docs/dp-sgd-engine.md.)
+  and clipping bounds it by C. A module that runs K rows per example through
+  the network (DPDM's noise multiplicity) passes ``rows_per_example=K``; the
+  engine sums each example's K row gradients before clipping and refuses any
+  per-sample gradient whose row count is not examples × K (docs/dp-sgd-engine.md).
 - Poisson sampling with q = batch_size / N (refused if batch_size > N); an
   epoch is ⌈N / batch_size⌉ steps; T = epochs · ⌈N/B⌉ or ``steps``. Training
   stops after exactly T private steps (Lightning's epochs are not trusted
@@ -489,8 +490,14 @@ class DPSGDModule(pl.LightningModule):
         _attach(st, self.trainer, private, opt)
         return [st.optimizer, *publics]
 
-    def private_step(self, per_sample_losses: torch.Tensor) -> None:
-        """One DP-SGD step on this batch's per-sample losses (shape (B,))."""
+    def private_step(self, per_sample_losses: torch.Tensor, rows_per_example: int = 1) -> None:
+        """One DP-SGD step on this batch's per-example losses (shape (B,)).
+
+        ``rows_per_example``: K when the private module sees K rows per example
+        (e.g. DPDM's noise multiplicity) and each loss already averages its K rows;
+        the engine then sums each example's K row gradients before clipping, so
+        the sensitivity stays one clipped gradient per example.
+        """
         st = self.dp
         if per_sample_losses.ndim != 1:
             raise ValueError(
@@ -512,7 +519,7 @@ class DPSGDModule(pl.LightningModule):
             if per_sample_losses.shape[0] == 0:
                 st.grads.empty_batch()
             else:
-                st.grads.backward(per_sample_losses, st.optimizer)
+                st.grads.backward(per_sample_losses, st.optimizer, rows_per_example)
             lopt.step()
             st.accountant.step(noise_multiplier=st.schedule.noise_multiplier,
                                sample_rate=st.schedule.sample_rate)

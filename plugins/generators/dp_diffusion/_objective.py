@@ -7,11 +7,11 @@ its gradient estimate falls by ~K. Clipping each copy instead would give one
 example K·C of influence and silently break the ledger.
 
 Opacus' per-sample gradients (hooks, functorch) are computed layer by layer
-from the rows a layer sees, which here are the B·K repeated rows. The K rows
-of one example are therefore folded (summed) into one per-example gradient
-by :func:`fold_grad_samples` after backward and *before* the optimizer clips;
-because the loss is the per-example mean over K, the sum of the K row
-gradients is exactly the gradient of that mean.
+from the rows a layer sees, which here are the B·K repeated rows. The training
+step therefore tells the engine ``private_step(losses, rows_per_example=K)``,
+and the engine sums each example's K row gradients into one after backward and
+*before* it clips; because the loss is the per-example mean over K, that sum is
+exactly the gradient of the mean.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
-__all__ = ["Draws", "NoiseMultiplicityDDPMLoss", "fold_grad_samples", "make_train_scheduler"]
+__all__ = ["Draws", "NoiseMultiplicityDDPMLoss", "make_train_scheduler"]
 
 
 def make_train_scheduler(num_train_timesteps: int, beta_schedule: str) -> DDPMScheduler:
@@ -85,28 +85,3 @@ class NoiseMultiplicityDDPMLoss(nn.Module):
         if draws is None:
             draws = self.draw(x0, labels)
         return self.losses(x0, draws).mean(1)
-
-
-def fold_grad_samples(module: nn.Module, multiplicity: int, loss_reduction: str = "mean") -> None:
-    """Fold each example's K row gradients in ``p.grad_sample`` into one per-example gradient.
-
-    Call after backward, before clipping. With ``loss_reduction="sum"`` (loss =
-    Σ_b mean_k ℓ_bk) the K rows are summed; with ``"mean"`` Opacus has already
-    scaled every row by the B·K rows the layer saw, so the rows are averaged. Idempotence guard: a grad_sample whose
-    first dimension is not a multiple of K is an error (it would mean the
-    layer did not see the repeated batch), never silently left unfolded.
-    """
-    k = int(multiplicity)
-    if k == 1:
-        return
-    for name, p in module.named_parameters():
-        gs = getattr(p, "grad_sample", None)
-        if gs is None:
-            continue
-        if isinstance(gs, list):  # a layer called more than once per step: accumulate first
-            gs = torch.stack(gs).sum(0)
-        rows = gs.shape[0]
-        if rows % k:
-            raise RuntimeError(f"{name}: grad_sample has {rows} rows, not a multiple of K={k}")
-        folded = gs.view(rows // k, k, *gs.shape[1:])
-        p.grad_sample = folded.mean(1) if loss_reduction == "mean" else folded.sum(1)

@@ -1,13 +1,12 @@
 """DP fine-tuning / training of the UNet through the core's DP-SGD engine.
 
 The engine clips per example and adds noise; this module only supplies the
-per-example loss (the K-mean of :class:`NoiseMultiplicityDDPMLoss`) and makes
-sure Opacus' per-sample gradients are per *example*, not per noisy copy:
-Opacus computes them layer by layer from the B·K rows each layer sees, so a
-callback queued on the autograd engine folds the K rows of each example
-(:func:`fold_grad_samples`) once backward has finished and before the
-engine's optimizer clips. Without the fold each copy would be clipped to C
-and one example could move the model by K·C.
+per-example loss (the K-mean of :class:`NoiseMultiplicityDDPMLoss`) and tells
+the engine that the UNet sees K rows per example
+(``private_step(losses, rows_per_example=K)``), so the engine sums each
+example's K row gradients before clipping. Without that each copy would be
+clipped to C and one example could move the model by K·C; the engine refuses
+a row count that does not match.
 """
 
 from __future__ import annotations
@@ -21,33 +20,9 @@ from ppds_core.privacy.ledger import GaussianSpend
 
 from ._config import DiffusionConfig
 from ._ema import ema_copy, ema_update
-from ._objective import Draws, NoiseMultiplicityDDPMLoss, fold_grad_samples
+from ._objective import NoiseMultiplicityDDPMLoss
 
-__all__ = ["DiffusionDPModule", "train_private", "KFoldingLoss"]
-
-
-class KFoldingLoss(nn.Module):
-    """The objective as the engine's private module, folding K rows per example after backward."""
-
-    def __init__(self, objective: NoiseMultiplicityDDPMLoss):
-        super().__init__()
-        self.objective = objective
-
-    def forward(self, x0: torch.Tensor, labels: torch.Tensor, draws: Draws | None = None
-                ) -> torch.Tensor:
-        losses = self.objective(x0, labels, draws)
-        k = self.objective.multiplicity
-        if k > 1 and losses.requires_grad:
-            engine = torch.autograd.Variable._execution_engine  # type: ignore[attr-defined]
-
-            def queue_fold(grad: torch.Tensor) -> torch.Tensor:
-                # runs once backward is done, i.e. after every layer's grad-sample hook;
-                # the engine sums per-sample losses (loss_reduction="sum")
-                engine.queue_callback(lambda: fold_grad_samples(self, k, "sum"))
-                return grad
-
-            losses.register_hook(queue_fold)
-        return losses
+__all__ = ["DiffusionDPModule", "train_private"]
 
 
 class DiffusionDPModule(DPSGDModule):
@@ -55,23 +30,23 @@ class DiffusionDPModule(DPSGDModule):
 
     def __init__(self, objective: NoiseMultiplicityDDPMLoss, cfg: DiffusionConfig):
         super().__init__()
-        self.loss = KFoldingLoss(objective)
+        self.objective = objective
         self.cfg = cfg
         self.ema = ema_copy(objective.unet)  # a submodule: moves with the model, never optimised
         self.ema_updates = 0
 
     def private_module(self) -> nn.Module:
-        return self.loss
+        return self.objective
 
     def configure_private_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.loss.parameters(), lr=self.cfg.lr,
+        return torch.optim.Adam(self.objective.parameters(), lr=self.cfg.lr,
                                 weight_decay=self.cfg.weight_decay)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        self.private_step(self.loss(x, y))
+        self.private_step(self.objective(x, y), rows_per_example=self.objective.multiplicity)
         self.ema_updates += 1
-        ema_update(self.ema, self.loss.objective.unet, self.cfg.ema_decay, self.ema_updates)
+        ema_update(self.ema, self.objective.unet, self.cfg.ema_decay, self.ema_updates)
 
 
 def train_private(objective: NoiseMultiplicityDDPMLoss, data: torch.utils.data.Dataset,
