@@ -70,13 +70,19 @@ def list_datasets() -> list[dict[str, Any]]:
     return rows
 
 
-def load_dataset(name: str, config: dict[str, Any] | None = None, public: str | None = None) -> Splits:
-    """Private / holdout / test splits of dataset ``name`` (plus ``public`` data if named)."""
+def load_dataset(name: str, config: dict[str, Any] | None = None,
+                 public: str | dict[str, Any] | None = None) -> Splits:
+    """Private / holdout / test splits of dataset ``name`` (plus ``public`` data if named).
+
+    ``public`` takes the matrix config's forms: a dataset name, or
+    ``{"name": ..., "config": {...}}`` to configure it.
+    """
     provider = create_plugin(name, "dataset", config)
     assert isinstance(provider, DatasetProvider)
     public_set = None
     if public is not None:
-        pub = create_plugin(public, "dataset")
+        pub_name, pub_config = (public, None) if isinstance(public, str) else (public["name"], public.get("config"))
+        pub = create_plugin(pub_name, "dataset", pub_config)
         assert isinstance(pub, DatasetProvider)
         public_set, _ = pub.load()
     return provider.splits(public=public_set)

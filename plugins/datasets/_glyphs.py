@@ -2,13 +2,15 @@
 
 Why this shape: the glyph set is the *public* data for digit-like private sets,
 and PrivImage's semantic query only helps if glyph "3" looks like a handwritten 3
-to a classifier. So each character is drawn large with Pillow's bundled font
-(at a few stroke widths), cut to its ink, fitted into a square (like MNIST's
-20×20 box), then every sample gets its own random size, aspect, shear, rotation
-and offset in one batched ``grid_sample`` at several times the target resolution,
-and is box-downsampled: at 8×8 that gives the blurry, centred look of
-scikit-learn's digits (which are 32×32 bitmaps counted in 4×4 blocks).
-Rendering each character once and warping in batches keeps 6,200 images under a second.
+to a classifier. Each character has two styles of master drawing: ``font``
+(Pillow's bundled font at a few stroke widths) and ``pen`` (hand-style strokes
+from :mod:`._pen_glyphs`, each variant with its own wobble and pen width). Every
+master is cut to its ink and fitted into a square (like MNIST's 20×20 box), then
+every sample draws a style, a master, and its own random size, aspect, shear,
+rotation and offset, applied in one batched ``grid_sample`` at several times the
+target resolution, and is box-downsampled: at 8×8 that gives the blurry, centred
+look of scikit-learn's digits (which are 32×32 bitmaps counted in 4×4 blocks).
+Drawing each master once and warping in batches keeps 6,200 images near a second.
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["CHARACTERS", "STROKE_WIDTHS", "glyph_bank", "render_glyphs", "font_available"]
+from ._pen_glyphs import render_pen_master
+
+__all__ = ["CHARACTERS", "STYLES", "STROKE_WIDTHS", "PEN_VARIANTS", "glyph_bank", "render_glyphs",
+           "font_available"]
 
 #: the class names, in label order
 CHARACTERS: str = string.digits + string.ascii_uppercase + string.ascii_lowercase
-#: stroke widths (pixels at the 48-px master size) each character is drawn with
+#: the drawing styles, in the order their masters sit in the bank
+STYLES: tuple[str, ...] = ("font", "pen")
+#: stroke widths (pixels at the 48-px master size) each character is drawn with in the font style
 STROKE_WIDTHS: tuple[int, ...] = (0, 1, 2, 3)
-#: range of width/height multipliers and of horizontal shear applied per sample
-ASPECT: tuple[float, float] = (0.7, 1.0)
+#: pen-style masters per character (each with its own wobble and pen width)
+PEN_VARIANTS: int = 12
+#: range of width multipliers and of horizontal shear applied per sample
+ASPECT: tuple[float, float] = (0.9, 1.3)
 SHEAR: tuple[float, float] = (-0.2, 0.1)
 _FONT_SIZE = 48
 _CANVAS = 112
@@ -53,15 +62,10 @@ def font_available() -> tuple[bool, str]:
     return True, ""
 
 
-def _master(char: str, stroke: int, font: ImageFont.FreeTypeFont) -> np.ndarray:
-    """One character, white on black, cut to its ink and centred in a _BANK² square."""
-    img = Image.new("L", (_CANVAS, _CANVAS), 0)
-    ImageDraw.Draw(img).text(
-        (_CANVAS // 2, _CANVAS // 2), char, fill=255, font=font, anchor="mm",
-        stroke_width=stroke, stroke_fill=255,
-    )
+def _square(img: Image.Image) -> np.ndarray:
+    """The ink of a white-on-black drawing, centred in a _BANK² square, as floats in [0, 1]."""
     box = img.getbbox()
-    assert box is not None, f"glyph {char!r} rendered empty"
+    assert box is not None, "glyph rendered empty"
     ink = img.crop(box)
     side = max(ink.size)
     square = Image.new("L", (side, side), 0)
@@ -70,14 +74,37 @@ def _master(char: str, stroke: int, font: ImageFont.FreeTypeFont) -> np.ndarray:
     return np.asarray(square, dtype=np.float32) / 255.0
 
 
-@lru_cache(maxsize=1)
-def glyph_bank() -> torch.Tensor:
-    """62 × len(STROKE_WIDTHS) × 64 × 64 master glyphs in [0, 1] (rendered once per process)."""
-    font = _font()
-    bank = np.stack(
-        [np.stack([_master(c, w, font) for w in STROKE_WIDTHS]) for c in CHARACTERS]
+def _font_master(char: str, stroke: int, font: ImageFont.FreeTypeFont) -> np.ndarray:
+    img = Image.new("L", (_CANVAS, _CANVAS), 0)
+    ImageDraw.Draw(img).text(
+        (_CANVAS // 2, _CANVAS // 2), char, fill=255, font=font, anchor="mm",
+        stroke_width=stroke, stroke_fill=255,
     )
-    return torch.from_numpy(np.clip(bank, 0.0, 1.0))
+    return _square(img)
+
+
+def _masters(char_index: int, style: str, font: ImageFont.FreeTypeFont | None) -> list[np.ndarray]:
+    char = CHARACTERS[char_index]
+    if style == "font":
+        assert font is not None
+        return [_font_master(char, w, font) for w in STROKE_WIDTHS]
+    rng = np.random.default_rng(char_index)  # fixed per character: the bank never changes
+    return [_square(render_pen_master(char, _CANVAS, rng, form=v)) for v in range(PEN_VARIANTS)]
+
+
+@lru_cache(maxsize=2)
+def glyph_bank(styles: tuple[str, ...] = STYLES) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """62 × M × 64 × 64 master glyphs in [0, 1], and how many of the M belong to each style.
+
+    Drawn once per process: the styles' masters sit side by side, in ``styles`` order.
+    """
+    unknown = sorted(set(styles) - set(STYLES))
+    if unknown or not styles:
+        raise ValueError(f"glyph styles {list(styles)}: choose one or more of {list(STYLES)}")
+    font = _font() if "font" in styles else None
+    per_char = [[m for style in styles for m in _masters(i, style, font)] for i in range(len(CHARACTERS))]
+    counts = tuple(len(STROKE_WIDTHS) if style == "font" else PEN_VARIANTS for style in styles)
+    return torch.from_numpy(np.clip(np.stack([np.stack(ms) for ms in per_char]), 0.0, 1.0)), counts
 
 
 def default_fill(image_size: int) -> tuple[float, float]:
@@ -94,7 +121,7 @@ def _thetas(n: int, gen: torch.Generator, fill: tuple[float, float], max_rotatio
         return lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)
 
     scale = uniform(*fill)
-    aspect = uniform(*ASPECT)  # handwriting is narrower than the font's own shape
+    aspect = uniform(*ASPECT)  # sklearn's digits are wider than the cut-to-ink masters (5.4 vs 4.9 px at 8 px)
     shear = uniform(*SHEAR)  # negative = forward slant
     angle = uniform(-max_rotation, max_rotation) * (math.pi / 180.0)
     shift = torch.stack([uniform(-max_shift, max_shift), uniform(-max_shift, max_shift)], 1)
@@ -136,14 +163,19 @@ def _render(
     fill: tuple[float, float] | None = None,
     max_rotation: float = 15.0,
     max_shift: float = 0.08,
+    styles: tuple[str, ...] = STYLES,
     chunk: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    bank = glyph_bank()
-    n_chars, n_strokes = bank.shape[0], bank.shape[1]
+    bank, counts = glyph_bank(tuple(styles))
+    n_chars = bank.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
     n = per_class * n_chars
     labels = torch.arange(n_chars).repeat_interleave(per_class)
-    strokes = torch.randint(0, n_strokes, (n,), generator=gen)
+    # each sample: a style (equally likely), then one of that style's masters (equally likely)
+    style = torch.randint(0, len(counts), (n,), generator=gen)
+    count = torch.tensor(counts)[style]
+    first = torch.tensor((0, *counts[:-1])).cumsum(0)[style]
+    strokes = first + (torch.rand(n, generator=gen, dtype=torch.float64) * count).long().clamp_max(count - 1)
     thetas = _thetas(n, gen, fill or default_fill(image_size), max_rotation, max_shift)
     supersample = max(2, math.ceil(32 / image_size))
     big = image_size * supersample

@@ -152,6 +152,9 @@ class GlyphsConfig(DatasetConfig):
         "(default: 0.8-1.0 up to 16 px like sklearn digits, 0.6-0.8 above like MNIST)")
     max_rotation: float = Field(15.0, ge=0, le=180, description="largest rotation in degrees")
     max_shift: float = Field(0.08, ge=0, le=0.5, description="largest offset, as a fraction of the half-frame")
+    styles: list[Literal["font", "pen"]] = Field(
+        ["font", "pen"], min_length=1, description="drawing styles, equally likely per image: 'font' "
+        "(Pillow's bundled typeface) and 'pen' (hand-style strokes, closer to handwritten digits)")
 
     @model_validator(mode="after")
     def _fill_order(self) -> GlyphsConfig:
@@ -163,9 +166,10 @@ class GlyphsConfig(DatasetConfig):
 class Glyphs(DatasetProvider):
     """The 62 characters 0-9 A-Z a-z rendered white on black: public data for digit-like sets.
 
-    Each image draws its character at a random stroke width, size, aspect, slant,
-    rotation and offset, then box-downsamples from several times the resolution,
-    so 8×8 glyphs look like scikit-learn's blurry centred digits. Deterministic per seed.
+    Each image draws its character in one of two styles (Pillow's bundled font, or
+    hand-style pen strokes), then a random size, width, slant, rotation and offset,
+    and box-downsamples from several times the resolution, so 8×8 glyphs look like
+    scikit-learn's blurry centred digits. Deterministic per seed.
     """
 
     name: ClassVar[str] = "glyphs"
@@ -173,17 +177,18 @@ class Glyphs(DatasetProvider):
     Config: ClassVar[type[GlyphsConfig]] = GlyphsConfig
 
     def availability(self) -> Availability:
-        ok, why = font_available()
-        return Availability(ok, "embedded (Pillow's bundled font)" if ok else why)
+        ok, why = font_available() if "font" in self.config.styles else (True, "")
+        drawn = {"font": "Pillow's bundled font", "pen": "pen strokes"}
+        return Availability(ok, f"embedded ({', '.join(drawn[s] for s in self.config.styles)})" if ok else why)
 
     def load(self) -> tuple[ImageSet, ImageSet | None]:
-        ok, why = font_available()
+        ok, why = font_available() if "font" in self.config.styles else (True, "")
         if not ok:
-            raise DataNotFoundError(f"glyphs: {why}")
+            raise DataNotFoundError(f"glyphs: {why}; or set styles: [pen], which needs no font")
         cfg = self.config
         images, labels = render_glyphs(
             cfg.per_class, cfg.image_size, cfg.seed, fill=cfg.fill,
-            max_rotation=cfg.max_rotation, max_shift=cfg.max_shift,
+            max_rotation=cfg.max_rotation, max_shift=cfg.max_shift, styles=tuple(dict.fromkeys(cfg.styles)),
         )
         if cfg.channels == 3:
             images = images.expand(-1, 3, -1, -1).contiguous()

@@ -22,7 +22,7 @@ Design choices, and why:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -221,6 +221,7 @@ def train_classifier(
     patience: int | None = None,
     num_classes: int | None = None,
     device: str | torch.device | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Classifier:
     """Train a classifier on ``train``; return it in eval mode on the CPU.
 
@@ -228,6 +229,9 @@ def train_classifier(
     kept (ties → the earlier epoch) and, with ``patience``, training stops
     after that many epochs without improvement. Without ``val`` the last
     epoch's weights are returned. ``model.training_log`` records the run.
+    ``augment`` maps each training batch (on ``device``, in [0, 1]) to a
+    randomly altered copy; it draws from torch's global RNG, which the
+    seeded fork makes reproducible.
     """
     if len(train) == 0:
         raise ValueError("cannot train a classifier on an empty image set")
@@ -248,6 +252,8 @@ def train_classifier(
             total, count = 0.0, 0
             for idx in torch.randperm(len(images), generator=shuffle).split(batch_size):
                 x, y = images[idx].to(dev), labels[idx].to(dev)
+                if augment is not None:
+                    x = augment(x)
                 loss = F.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

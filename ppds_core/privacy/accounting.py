@@ -47,6 +47,7 @@ __all__ = [
     "gdp_mu",
     "gdp_epsilon",
     "gdp_delta",
+    "gdp_mu_for",
     "calibrate_noise_multiplier",
     "ledger_epsilon",
     "make_opacus_accountant",
@@ -156,6 +157,26 @@ def gdp_epsilon(mu: float, delta: float) -> float:
     while gdp_delta(hi, mu) > delta:
         hi *= 2
     return float(optimize.brentq(lambda e: gdp_delta(e, mu) - delta, 0.0, hi,
+                                 xtol=1e-12, rtol=1e-12))
+
+
+def gdp_mu_for(epsilon: float, delta: float) -> float:
+    """The μ whose μ-GDP guarantee is exactly (ε, δ)-DP: the root of δ(ε; μ) = δ.
+
+    Useful to split a budget between mechanisms: Gaussian mechanisms compose as
+    μ² = Σ μᵢ², so a share of μ² is a share of the budget (e.g. ε = 10, δ = 1e-5 → μ ≈ 2.0).
+    """
+    from scipy import optimize
+
+    _check_delta(delta)
+    if math.isinf(epsilon):
+        return math.inf
+    if epsilon < 0:
+        raise ValueError(f"epsilon must be ≥ 0, got {epsilon}")
+    hi = 1.0
+    while gdp_delta(epsilon, hi) < delta:  # δ(ε; μ) grows with μ
+        hi *= 2
+    return float(optimize.brentq(lambda m: gdp_delta(epsilon, m) - delta, 1e-12, hi,
                                  xtol=1e-12, rtol=1e-12))
 
 

@@ -26,6 +26,7 @@ from ._config import PrivImageConfig
 from ._pretrain import pretrain
 from ._selection import classes_per_private, relabelled_public, select_public_classes
 from ._semantic_query import (
+    auto_query_sigma,
     match_public_to_private,
     noisy_histogram,
     query_spend,
@@ -67,17 +68,20 @@ class PrivImage(DiffusionGenerator):
         per_class = classes_per_private(cfg.selection_ratio, public.num_classes,
                                         private.num_classes, cfg.classes_per_private_class)
         # (1) the semantic query function sees only public data
-        classifier = train_query_classifier(public, cfg.query_epochs, ctx.seed, device)
+        classifier = train_query_classifier(public, cfg.query_epochs, ctx.seed, device, cfg.query_augment)
         from ppds_plugins.metrics._classifiers import predict_logits
 
         logits = predict_logits(classifier, private.images, device=device)
         # (2) histogram of top-k votes + Gaussian noise: the only private-data release here
         hist = topk_histogram(logits, private.labels, private.num_classes, cfg.query_topk)
         spends: tuple[GaussianSpend, ...] = ()
+        sigma = 0.0
         if budget.is_private:
+            sigma = (auto_query_sigma(budget, cfg.query_budget_share) if cfg.query_sigma == "auto"
+                     else float(cfg.query_sigma))
             noise = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 17)
-            noisy = noisy_histogram(hist, cfg.query_sigma, cfg.query_topk, noise)
-            spends = (query_spend(cfg.query_sigma, cfg.query_topk),)
+            noisy = noisy_histogram(hist, sigma, cfg.query_topk, noise)
+            spends = (query_spend(sigma, cfg.query_topk),)
         else:
             noisy = hist  # the non-private reference: the same recipe without noise
         # (3) selection and relabelling (post-processing)
@@ -86,7 +90,9 @@ class PrivImage(DiffusionGenerator):
         self.train_info["selection"] = {
             private.class_names[i]: [public.class_names[j] for j in js] for i, js in enumerate(selected)
         }
-        self.train_info["query"] = {"sigma": cfg.query_sigma if budget.is_private else 0.0,
+        rule = ("no noise (ε = ∞)" if not budget.is_private else "fixed" if cfg.query_sigma != "auto"
+                else f"auto: {cfg.query_budget_share:g} of the budget's μ²")
+        self.train_info["query"] = {"sigma": sigma, "sigma_rule": rule, "augment": cfg.query_augment,
                                     "topk": cfg.query_topk, "classes_per_private_class": per_class,
                                     "public_images_selected": len(chosen)}
         # (4) non-private pretraining on the relabelled public images

@@ -7,6 +7,11 @@ histogram's L2 sensitivity is √k, and Gaussian noise of std σ_q·√k makes i
 Gaussian mechanism with noise multiplier σ_q, run once on the full private
 set (q = 1). That spend goes on the ledger and is composed with DP-SGD by the
 accountant, so the target ε covers both.
+
+σ_q is either given or chosen from the budget (:func:`auto_query_sigma`): the
+query gets a fixed small share of the target's μ² in μ-GDP terms, so it is
+cheap for DP-SGD at every ε instead of ruinous at ε = 1 and needlessly noisy
+at ε = 10.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ppds_core import GaussianSpend, ImageSet
+from ppds_core import GaussianSpend, ImageSet, PrivacyBudget
 
-__all__ = ["match_public_to_private", "train_query_classifier", "topk_histogram",
-           "noisy_histogram", "query_spend"]
+__all__ = ["match_public_to_private", "train_query_classifier", "stroke_augment", "topk_histogram",
+           "noisy_histogram", "query_spend", "auto_query_sigma"]
 
 
 def match_public_to_private(public: ImageSet, shape: tuple[int, int, int]) -> ImageSet:
@@ -38,11 +43,42 @@ def match_public_to_private(public: ImageSet, shape: tuple[int, int, int]) -> Im
     return ImageSet(x.clamp(0, 1).contiguous(), public.labels, public.class_names, public.name, dict(public.meta))
 
 
-def train_query_classifier(public: ImageSet, epochs: int, seed: int, device: torch.device):
+def stroke_augment(x: torch.Tensor) -> torch.Tensor:
+    """A random restyling of a training batch in [0, 1]: stroke weight, ink strength, 1-px shift.
+
+    Why: rendered public glyphs and handwritten private digits differ most in
+    stroke weight, ink intensity and centring, none of which says what the
+    character is. A query classifier trained on restyled copies votes by shape.
+    Measured on digits with glyphs (4 classifier seeds × 20 noise draws, σ_q = 5):
+    the own glyph is selected for a mean 8.8 of 10 digits with it, 7.9 without.
+    Draws from torch's global RNG (seeded by the classifier trainer's fork).
+    """
+    n, dev = x.shape[0], x.device
+    # a third thicken, a sixth thin, by a random blend with a 3×3 grey dilation / erosion
+    dilated = F.max_pool2d(x, 3, 1, 1)
+    eroded = -F.max_pool2d(-x, 3, 1, 1)
+    pick = torch.rand(n, 1, 1, 1, device=dev)
+    amount = 0.6 * torch.rand(n, 1, 1, 1, device=dev)
+    x = torch.where(pick < 1 / 3, torch.lerp(x, dilated, amount),
+                    torch.where(pick < 1 / 2, torch.lerp(x, eroded, amount), x))
+    x = x * (0.7 + 0.6 * torch.rand(n, 1, 1, 1, device=dev))
+    # each image moves by −1, 0 or +1 pixel on each axis
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1))
+    dy, dx = torch.randint(0, 3, (2, n), device=dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None].expand(-1, x.shape[1], -1, w + 2)
+    out = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :].expand(-1, x.shape[1], h, -1)
+    return out.gather(3, cols).clamp_(0.0, 1.0)
+
+
+def train_query_classifier(public: ImageSet, epochs: int, seed: int, device: torch.device,
+                           augment: bool = True):
     """The semantic query function: a classifier of the public labels (no private data)."""
     from ppds_plugins.metrics._classifiers import train_classifier
 
-    return train_classifier(public, epochs=epochs, seed=seed, device=device)
+    return train_classifier(public, epochs=epochs, seed=seed, device=device,
+                            augment=stroke_augment if augment else None)
 
 
 @torch.no_grad()
@@ -60,6 +96,20 @@ def noisy_histogram(hist: torch.Tensor, sigma: float, k: int, generator: torch.G
     """The histogram plus N(0, (σ_q·√k)²) per cell."""
     std = sigma * math.sqrt(k)
     return hist + std * torch.randn(hist.shape, generator=generator, dtype=torch.float64)
+
+
+def auto_query_sigma(budget: PrivacyBudget, share: float) -> float:
+    """σ_q that gives the query ``share`` of the target's μ² (μ-GDP, where Gaussian
+    mechanisms compose as μ² = Σ μᵢ²): the query is exactly (1/σ_q)-GDP, so
+    σ_q = 1 / (√share · μ(ε, δ)). At share 0.01 DP-SGD's noise rises by about 0.5 %.
+
+    ε = 10, δ = 1e-5 → μ = 2.0 → σ_q = 5.0; ε = 1 → σ_q = 37.3. The choice uses
+    only (ε, δ), never the data; the ledger's accountant still does the exact sum.
+    """
+    from ppds_core.privacy.accounting import gdp_mu_for
+
+    mu = gdp_mu_for(budget.epsilon, budget.delta)
+    return 1.0 / (math.sqrt(share) * mu)
 
 
 def query_spend(sigma: float, k: int) -> GaussianSpend:
