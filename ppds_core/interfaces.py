@@ -195,12 +195,19 @@ class Measurement:
     ``extra`` holds additional keys for that row (``ci_low``, ``ci_high``,
     ``tpr_at_fpr``, …). ``name`` defaults to the plugin's name; a plugin that
     measures several things (precision *and* recall) returns one per thing.
+
+    ``headline`` marks the few numbers a reader should see first: an attack
+    reports many (AUC, TPR at several FPRs, ε bounds …), and the leaderboard's
+    compact attack table shows only the headlines. When none of the
+    measurements one ``evaluate`` returns sets it, the first one is the
+    headline, so a plugin that never heard of the flag still shows up.
     """
 
     name: str
     value: float
     higher_is_better: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    headline: bool = False
 
     def __post_init__(self) -> None:
         self.value = float(self.value)

@@ -1,4 +1,5 @@
-"""Leaderboard from results rows: aggregation, best marks, references apart, formats, merge, smoke."""
+"""Leaderboard from results rows: aggregation, best marks, references apart, formats, merge, smoke,
+compact and full views."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ import io
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from ppds_core.cli import main
 from ppds_core.errors import ConfigError
+from ppds_core.evaluation import membership_measurements
+from ppds_core.interfaces import Measurement
 from ppds_core.matrix import append_rows
-from ppds_core.report.leaderboard import build_board, load_rows, render
+from ppds_core.matrix.results import resolve_headlines
+from ppds_core.report.leaderboard import build_board, load_rows, render, write_leaderboards
 
 
 def _row(gen, eps, seed, name, value, hib, kind="metric", status="ok", error=None, smoke=False, dataset="d"):
@@ -120,3 +125,120 @@ def test_missing_folder_is_a_one_line_error(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "no such run folder" in err and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- compact and full views
+
+
+def _evaluation(gen, eps, seed, evaluator, measurements, flags=True):
+    """Rows as the runner writes one evaluation: one measurement id, resolved ``headline``
+    flags — or, with ``flags=False``, rows from before the flag existed (no such key)."""
+    rows = []
+    for m, head in zip(measurements, resolve_headlines(m.headline for m in measurements), strict=True):
+        r = _row(gen, eps, seed, m.name, m.value, m.higher_is_better, kind="attack") | m.extra
+        r["measurement"] = f"{gen}-{eps}-{seed}-{evaluator}"
+        if flags:
+            r["headline"] = head
+        rows.append(r)
+    return rows
+
+
+@pytest.fixture
+def attack_dir(tmp_path):
+    """A quickstart-like attack section: two membership attacks of six numbers each (as
+    ppds_core.evaluation reports them), one of which beats g1's claimed ε, plus a plugin
+    whose rows predate the headline flag."""
+    d = tmp_path / "attacks"
+    d.mkdir()
+    member = np.r_[np.ones(200, bool), np.zeros(200, bool)]
+    noise = np.random.default_rng(0).random(400)
+    rows = []
+    for gen, leaky in (("g1", member.astype(float)), ("g2", noise)):
+        rows += [_row(gen, 1.0, 0, "acc", 0.8, True), _row(gen, 1.0, 0, "acc-top2", 0.9, True)]
+        rows += _evaluation(gen, 1.0, 0, "mia", membership_measurements(
+            "mia", leaky, member, delta=1e-5, epsilon_spent=0.9))
+        rows += _evaluation(gen, 1.0, 0, "quiet", membership_measurements(
+            "quiet", noise, member, delta=1e-5, epsilon_spent=0.9))
+        rows += _evaluation(gen, 1.0, 0, "old", [Measurement("old-score", 0.3, False),
+                                                 Measurement("old-detail", 0.1, False)], flags=False)
+    append_rows(d / "results.jsonl", rows)
+    return d
+
+
+ALL_ATTACK_COLUMNS = [f"{p}-{s}" for p in ("mia", "quiet") for s in (
+    "auc", "tpr@1%fpr", "tpr@0.1%fpr", "balanced-accuracy", "epsilon-lb", "epsilon-violation")] + [
+    "old-score", "old-detail"]
+COMPACT_ATTACK_COLUMNS = ["mia-auc", "mia-tpr@1%fpr", "mia-epsilon-lb", "mia-epsilon-violation",
+                          "quiet-auc", "quiet-tpr@1%fpr", "quiet-epsilon-lb", "old-score"]
+
+
+def _attack_header(md):
+    """Measurement names in the header of the first attack table of a Markdown board."""
+    table = md.split("## Attacks (privacy)")[1]
+    head = next(line for line in table.splitlines() if line.startswith("| dataset"))
+    return [h.strip().removesuffix(" ↓").removesuffix(" ↑") for h in head.strip("| ").split(" | ")[5:]]
+
+
+def test_headlines_are_the_flagged_rows_or_else_the_first():
+    assert resolve_headlines([False, True, False]) == [False, True, False]
+    assert resolve_headlines([None, None]) == [True, False]  # a plugin that sets no flag
+    assert resolve_headlines([]) == []
+
+
+def test_compact_view_keeps_headlines_and_raised_violations_full_shows_all(attack_dir):
+    board = build_board(load_rows([attack_dir]))
+    assert [c.name for c in board.columns if c.kind == "attack"] == ALL_ATTACK_COLUMNS
+    compact = render(board, "md")
+    assert _attack_header(compact) == COMPACT_ATTACK_COLUMNS
+    # dropped: the non-headline numbers and a violation column that never fired (all 0)
+    for gone in ("mia-balanced-accuracy", "mia-tpr@0.1%fpr", "quiet-epsilon-violation", "old-detail"):
+        assert gone not in compact
+    # the violation is flagged exactly as in the full view: banner on top, its column kept
+    assert len(board.violations) == 1 and board.violations[0].startswith("d / g1 / ε=1 / seed 0 — mia:")
+    assert compact.index("Privacy claim violated") < compact.index("## Utility")
+    assert "8 of 14 attack columns" in compact and "`ppds leaderboard DIR --full`" in compact
+    assert "| acc ↑ | acc-top2 ↑ |" in compact  # metric tables are never cut
+
+    full = render(board, "md", full=True)
+    assert _attack_header(full) == ALL_ATTACK_COLUMNS and "Compact view" not in full
+    assert "Privacy claim violated" in full
+    html_compact, html_full = render(board, "html"), render(board, "html", full=True)
+    assert "mia-balanced-accuracy" not in html_compact and "mia-epsilon-violation" in html_compact
+    assert "mia-balanced-accuracy" in html_full and "<code>ppds leaderboard DIR --full</code>" in html_compact
+
+
+def test_cli_full_flag_and_machine_formats_carry_every_measurement(attack_dir, tmp_path, capsys):
+    assert main(["leaderboard", str(attack_dir), "--format", "md"]) == 0
+    assert _attack_header(capsys.readouterr().out) == COMPACT_ATTACK_COLUMNS
+    assert main(["leaderboard", str(attack_dir), "--format", "md", "--full"]) == 0
+    assert _attack_header(capsys.readouterr().out) == ALL_ATTACK_COLUMNS
+    assert main(["leaderboard", str(attack_dir)]) == 0  # the terminal table, compact
+    term = capsys.readouterr().out
+    assert "mia-epsilon-violation" in term and "mia-balanced-accuracy" not in term and "--full" in term
+    assert main(["leaderboard", str(attack_dir), "--full"]) == 0
+    assert "mia-balanced-accuracy" in capsys.readouterr().out
+    for fmt in ("csv", "json"):
+        texts = []
+        for extra in ([], ["--full"]):
+            assert main(["leaderboard", str(attack_dir), "--format", fmt, *extra]) == 0
+            texts.append(capsys.readouterr().out)
+        assert texts[0] == texts[1]  # --full changes nothing: they always hold every measurement
+    data = json.loads(texts[1])
+    assert [c["name"] for c in data["columns"] if c["kind"] == "attack"] == ALL_ATTACK_COLUMNS
+    heads = {c["name"] for c in data["columns"] if c["kind"] == "attack" and c["headline"]}
+    assert heads == set(COMPACT_ATTACK_COLUMNS) - {"mia-epsilon-violation"}
+    assert main(["leaderboard", str(attack_dir), "--format", "csv"]) == 0
+    csv = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert all(name in csv.columns and f"{name} status" in csv.columns for name in ALL_ATTACK_COLUMNS)
+
+
+def test_run_folder_gets_a_compact_board_and_a_full_one(attack_dir):
+    written = {p.name for p in write_leaderboards(attack_dir)}
+    assert {"leaderboard.md", "leaderboard-full.md", "leaderboard.html", "leaderboard-full.html",
+            "leaderboard.csv", "leaderboard.json"} <= written
+    compact = (attack_dir / "leaderboard.md").read_text()
+    assert _attack_header(compact) == COMPACT_ATTACK_COLUMNS and "`leaderboard-full.md`" in compact
+    assert _attack_header((attack_dir / "leaderboard-full.md").read_text()) == ALL_ATTACK_COLUMNS
+    assert "<code>leaderboard-full.html</code>" in (attack_dir / "leaderboard.html").read_text()
+    csv = pd.read_csv(attack_dir / "leaderboard.csv")
+    assert set(ALL_ATTACK_COLUMNS) <= set(csv.columns)

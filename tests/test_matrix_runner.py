@@ -88,6 +88,9 @@ def test_results_schema_capabilities_and_references(fakes, tmp_path):
     assert acc["value"] == pytest.approx(10 / 11) and acc["higher_is_better"] is True
     assert acc["ci_low"] == pytest.approx(10 / 11 - 0.1) and acc["seconds"] >= 0
     assert by[("fake-gen", 10.0, "fake-acc-top2")]["status"] == "ok"
+    # fake-acc flags no headline: its first row is, so a compact leaderboard shows one number of it
+    assert acc["headline"] is True and by[("fake-gen", 10.0, "fake-acc-top2")]["headline"] is False
+    assert skipped["headline"] is True
     assert by[("fake-gen", 1.0, "fake-gap")]["higher_is_better"] is False
     assert by[("fake-gen", 1.0, "fake-gap")]["epsilon_spent"] == pytest.approx(0.98)
     mia = by[("fake-gen", 1.0, "fake-mia-auc")]
@@ -97,6 +100,7 @@ def test_results_schema_capabilities_and_references(fakes, tmp_path):
     assert list((out / "plots").glob("samples_*.png"))
     for fmt in ("md", "html", "csv", "json"):
         assert (out / f"leaderboard.{fmt}").exists()
+    assert (out / "leaderboard-full.md").exists() and (out / "leaderboard-full.html").exists()
     assert "fake-gen" in (out / "run.log").read_text()
 
 

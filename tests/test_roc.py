@@ -114,6 +114,10 @@ def test_measurements_and_violation(tmp_path):
     assert set(rows) == {"x-auc", "x-tpr@1%fpr", "x-tpr@0.1%fpr", "x-balanced-accuracy",
                          "x-epsilon-lb", "x-epsilon-violation"}
     assert all(r.higher_is_better is False for r in rows.values())
+    # what the leaderboard's compact attack table shows of a membership attack
+    assert {n for n, r in rows.items() if r.headline} == {"x-auc", "x-tpr@1%fpr", "x-epsilon-lb"}
+    only_lb = membership_measurements("x", s, m, delta=1e-5, epsilon_spent=1.0, headline=("epsilon-lb",))
+    assert [r.name for r in only_lb if r.headline] == ["x-epsilon-lb"]
     assert rows["x-epsilon-violation"].value == 1.0
     assert rows["x-epsilon-lb"].extra["ci_low"] == rows["x-epsilon-lb"].value
     nonpriv = membership_measurements("x", s, m, delta=1e-5, epsilon_spent=math.inf)

@@ -1,7 +1,13 @@
-"""`ppds leaderboard DIR [DIR …] [--format md|html|csv|json] [--output FILE] [--smoke]`."""
+"""`ppds leaderboard DIR [DIR …] [--format md|html|csv|json] [--output FILE] [--smoke] [--full]`.
+
+The table (terminal, md, html) is compact by default: each attack reports many
+numbers, so only its headline measurements and any raised violation flag get a
+column; ``--full`` shows every one. csv and json always carry everything.
+"""
 
 from __future__ import annotations
 
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -15,12 +21,19 @@ ORDER = 40
 
 
 def register(sub) -> None:
-    p = sub.add_parser("leaderboard", help="render the results in one or more run folders")
+    p = sub.add_parser(
+        "leaderboard", help="render the results in one or more run folders",
+        description="Render the results in one or more run folders. The attack table is compact by default: "
+                    "each attack's headline measurements (e.g. AUC, TPR at 1 % FPR, empirical ε lower "
+                    "bound) and every raised violation flag; --full shows every measurement. csv and json "
+                    "always carry every measurement.")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (several are merged into one board)")
     p.add_argument("--format", choices=FORMATS, help="md, html, csv or json (default: a table in the terminal)")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument("--smoke", action="store_true", help="show the smoke-run rows (never mixed with real ones)")
     p.add_argument("--title", help="title of the board")
+    p.add_argument("--full", action="store_true",
+                   help="one column per attack measurement (terminal, md, html); default: headlines only")
     p.set_defaults(func=_run)
 
 
@@ -35,15 +48,17 @@ def _run(args) -> int:
                 f"({'drop' if args.smoke else 'add'} --smoke to see them)") if other else ""
         raise ConfigError(f"no {'smoke-run' if args.smoke else 'real'} results in {', '.join(args.dirs)}{hint}")
     board = build_board(part, title=args.title)
+    again = ["ppds", "leaderboard", *args.dirs, *(["--smoke"] if args.smoke else []), "--full"]
+    board.full_hint = f"`{shlex.join(again)}`, or --format csv / json"
     if args.format is None:
-        console.print(render_rich(board))
+        console.print(render_rich(board, full=args.full))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         if args.format == "html":
             from ..report.plots import make_plots
 
             board.plots = make_plots(part, Path(tmp))
-        text = render(board, args.format)
+        text = render(board, args.format, full=args.full)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:

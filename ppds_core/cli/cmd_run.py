@@ -57,7 +57,11 @@ def report_summary(summary: RunSummary, quiet: bool) -> int:
 
             part = [r for r in load_rows([out]) if bool(r.get("smoke")) == smoke]
             if part:
-                console.print(render_rich(build_board(part)))
+                board = build_board(part)
+                full = f"{'leaderboard-smoke' if smoke else 'leaderboard'}-full.md"
+                again = f"ppds leaderboard {out}{' --smoke' if smoke else ''} --full"
+                board.full_hint = f"{Path(out) / full}, or `{again}`"
+                console.print(render_rich(board))
         except Exception as err:  # the table is a courtesy; the files are the result
             err_console.print(f"[yellow]could not render the leaderboard table: {err}[/]")
     if not quiet:

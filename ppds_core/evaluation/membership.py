@@ -10,6 +10,11 @@ Naming scheme (one prefix per attack or variant, e.g. ``lira``,
     <prefix>-epsilon-lb          empirical ε lower bound (Clopper–Pearson 95 %)
     <prefix>-epsilon-violation   1.0 when that bound exceeds the ε spent (else 0.0)
 
+Headlines (``Measurement.headline``, what the leaderboard's compact attack
+table shows): ``auc``, ``tpr@1%fpr`` and ``epsilon-lb`` by default — how well
+the attack separates, how well at the low false-positive rates that matter,
+and what that proves about ε. A caller picks others with ``headline=``.
+
 Every row has ``higher_is_better=False``: a leaderboard reads attack success
 as leakage, so the "best" entry is the most private one. A violation row is
 written for every private model (value 0.0 when there is none) so its absence
@@ -34,7 +39,10 @@ from .roc import (
     tpr_at_fpr,
 )
 
-__all__ = ["membership_measurements", "write_scores", "read_scores"]
+__all__ = ["membership_measurements", "write_scores", "read_scores", "HEADLINE"]
+
+#: row suffixes marked ``headline`` unless the caller says otherwise
+HEADLINE = ("auc", "tpr@1%fpr", "epsilon-lb")
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -49,8 +57,12 @@ def membership_measurements(
     delta: float,
     epsilon_spent: float | None,
     confidence: float = 0.95,
+    headline: tuple[str, ...] = HEADLINE,
 ) -> list[Measurement]:
-    """The six summary rows of a membership test (five for a non-private model)."""
+    """The six summary rows of a membership test (five for a non-private model).
+
+    ``headline``: the row suffixes (``auc``, ``epsilon-lb`` …) to mark as headlines.
+    """
     scores = np.asarray(scores, dtype=np.float64)
     is_member = np.asarray(is_member, dtype=bool)
     curve = roc_curve(scores, is_member)
@@ -87,6 +99,8 @@ def membership_measurements(
             f"{prefix}-epsilon-violation", 1.0 if violated else 0.0, False,
             {"epsilon_lb": b.lower, "epsilon_spent": float(epsilon_spent), "confidence": confidence},
         ))
+    for r in rows:
+        r.headline = r.name.removeprefix(f"{prefix}-") in headline
     return rows
 
 

@@ -33,7 +33,8 @@ try:
 except ImportError:  # pragma: no cover - Windows: O_APPEND alone
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["RESULTS_FILE", "REQUIRED_KEYS", "append_rows", "read_rows", "read_results", "encode_row"]
+__all__ = ["RESULTS_FILE", "REQUIRED_KEYS", "append_rows", "read_rows", "read_results", "encode_row",
+           "resolve_headlines"]
 
 log = logging.getLogger("ppds.matrix")
 
@@ -123,6 +124,14 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         if isinstance(row, dict):
             rows.append(_decode(row))
     return rows
+
+
+def resolve_headlines(flags: Iterable[bool | None]) -> list[bool]:
+    """The ``headline`` of each row of one measurement: as flagged, or — when none is
+    flagged (a plugin that sets no flag, rows written before the flag existed) — the
+    first row alone, so every evaluator keeps at least one number in a compact view."""
+    out = [bool(f) for f in flags]
+    return out if any(out) else [i == 0 for i in range(len(out))]
 
 
 def latest_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

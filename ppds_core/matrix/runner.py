@@ -30,7 +30,7 @@ from ..interfaces import DatasetProvider, EvalContext, FitContext, Generator, Me
 from .cells import Cell, expand_cells, in_shard, measurement_id, parse_shard
 from .config import ResolvedMatrix, ResolvedPlugin, check_datasets_available, load_matrix
 from .fit import FitOutcome, fit_and_save, load_fitted
-from .results import RESULTS_FILE, append_rows, read_results
+from .results import RESULTS_FILE, append_rows, read_results, resolve_headlines
 
 __all__ = ["run_matrix", "RunSummary", "unmet_need"]
 
@@ -237,6 +237,7 @@ class _Runner:
             "smoke": cell.smoke,
             "reference": cell.is_reference_data or not cell.budget.is_private,
             "reference_data": cell.is_reference_data,
+            "headline": True,  # a skipped or failed evaluation's one row stands for all it would report
         }
         row.update(fields)
         return row
@@ -252,16 +253,17 @@ class _Runner:
         for m in measurements:
             if not isinstance(m, Measurement):
                 raise TypeError(f"{ev.name}.evaluate() must return Measurement objects, got {type(m).__name__}")
+        for m, headline in zip(measurements, resolve_headlines(m.headline for m in measurements), strict=True):
             extra = {(k if k not in self._reserved else f"extra_{k}"): v for k, v in m.extra.items()}
             hib = m.higher_is_better if m.higher_is_better is not None else getattr(ev.cls, "higher_is_better", None)
             rows.append(self._row(cell, cell_id, ev, mid, batch, outcome, name=m.name or ev.name,
-                                  value=m.value, higher_is_better=hib, **common, **extra))
+                                  value=m.value, higher_is_better=hib, headline=headline, **common, **extra))
         return rows
 
     _reserved = frozenset({"cell", "dataset", "generator", "epsilon", "epsilon_spent", "delta", "seed", "kind",
                            "name", "value", "higher_is_better", "status", "error", "ppds_version",
                            "measurement", "batch", "smoke", "reference", "reference_data", "evaluator",
-                           "variant", "matrix"})
+                           "variant", "matrix", "headline"})
 
     def _record(self, rows: list[dict[str, Any]], label: str) -> None:
         append_rows(self.results, rows)
@@ -430,6 +432,8 @@ def _boards_current(out: Path, summary: RunSummary) -> bool:
     existing = [b for b in boards if b.exists()]
     if not results.exists() or not existing:
         return not results.exists()
+    if not all(b.with_name(f"{b.stem}-full.md").exists() for b in existing):
+        return False  # boards written before the compact / full split: write both now
     return all(b.stat().st_mtime >= results.stat().st_mtime for b in existing)
 
 

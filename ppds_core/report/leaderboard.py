@@ -9,6 +9,15 @@ own table: they bound what DP generators can reach and must not win a column.
 Smoke rows (``--smoke``: training cut to a few steps) are never merged with
 real rows: a board is built from one kind only, and a smoke board says so in
 its title.
+
+Compact and full views: an attack reports many numbers (AUC, TPR at two FPRs,
+balanced accuracy, ε lower bound, violation flag …), so one column each makes
+a quickstart's attack table ~60 columns wide. The Markdown, HTML and terminal
+views are compact by default: of the attack columns they keep the headline
+measurements (``Measurement.headline``, written to each row) and every raised
+violation flag; ``full=True`` shows every column. CSV and JSON always carry
+every measurement — they are for machines, and the results rows stay the
+source of truth.
 """
 
 from __future__ import annotations
@@ -24,11 +33,14 @@ from typing import Any
 import pandas as pd
 
 from ..errors import ConfigError
-from ..matrix.results import read_results
+from ..matrix.results import read_results, resolve_headlines
 
-__all__ = ["Board", "build_board", "load_rows", "render", "render_rich", "write_leaderboards", "FORMATS"]
+__all__ = ["Board", "build_board", "load_rows", "render", "render_rich", "write_leaderboards", "FORMATS",
+           "FULL_FORMATS"]
 
 FORMATS = ("md", "html", "csv", "json")
+#: formats with a compact and a full view; csv and json always carry every measurement
+FULL_FORMATS = ("md", "html")
 SMOKE_TITLE = "SMOKE RUN — not a result (every training cut to a few steps)"
 
 
@@ -73,6 +85,8 @@ class Column:
     name: str
     kind: str
     higher_is_better: bool | None
+    #: a headline measurement of its evaluator (:func:`_headline_names`); the compact view keeps it
+    headline: bool = True
 
     @property
     def header(self) -> str:
@@ -114,6 +128,8 @@ class Board:
     #: claimed ε beaten by an attack's empirical lower bound (``*-epsilon-violation`` rows)
     violations: list[str] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
+    #: where the compact view's note sends a reader for every column
+    full_hint: str = "`ppds leaderboard DIR --full`, or the CSV / JSON"
 
     @property
     def main_rows(self) -> list[BoardRow]:
@@ -156,6 +172,20 @@ def _latest_per_measurement(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for i, r in enumerate(rows) if i in keep]
 
 
+def _headline_names(rows: list[dict[str, Any]]) -> set[str]:
+    """Names that are a headline in some measurement. The runner writes a resolved
+    ``headline`` on every row; rows from before the flag get the same rule here (the
+    first row of each measurement), so an old run folder still renders compactly."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r.get("measurement") or ("row", i), []).append(r)
+    names = set()
+    for group in groups.values():
+        flags = resolve_headlines(r.get("headline") for r in group)
+        names.update(r["name"] for r, flag in zip(group, flags, strict=True) if flag)
+    return names
+
+
 def build_board(rows: list[dict[str, Any]], title: str | None = None) -> Board:
     """Aggregate rows over seeds into a :class:`Board`; refuses smoke and real rows together."""
     smoke_flags = {bool(r.get("smoke")) for r in rows}
@@ -173,6 +203,7 @@ def build_board(rows: list[dict[str, Any]], title: str | None = None) -> Board:
     if not rows:
         return board
     rows = _latest_per_measurement(rows)
+    headlines = _headline_names(rows)
     df = pd.DataFrame(rows)
     df["reference"] = [_is_reference(r) for r in rows]
     if "variant" not in df:
@@ -191,7 +222,7 @@ def build_board(rows: list[dict[str, Any]], title: str | None = None) -> Board:
         hib = r.get("higher_is_better")
         hib = None if hib is None or (isinstance(hib, float) and math.isnan(hib)) else bool(hib)
         if name not in seen:
-            seen[name] = Column(name, r["kind"], hib)
+            seen[name] = Column(name, r["kind"], hib, headline=name in headlines)
         elif seen[name].higher_is_better is None and hib is not None:
             seen[name].higher_is_better = hib
     board.columns = list(seen.values())
@@ -272,17 +303,57 @@ def _collect_notes(board: Board, df: pd.DataFrame) -> None:
 _SECTIONS = (("metric", "Utility and other metrics"), ("attack", "Attacks (privacy)"))
 
 
-def _sections(board: Board) -> list[tuple[str, list[Column]]]:
+def _is_violation(col: Column) -> bool:
+    """A claim-check flag (``<attack>-epsilon-violation``, a ReRo ``…-rero-violation``):
+    1 when an attack beat what the privacy accounting promised."""
+    return "-violation" in col.name
+
+
+def _raised(board: Board, col: Column) -> bool:
+    """Any row's mean above 0: one seed's violation is enough to keep the column in view."""
+    return any((e := r.entries.get(col.name)) is not None and (e.mean or 0) > 0 for r in board.rows)
+
+
+def _shown(board: Board, col: Column, full: bool) -> bool:
+    """Whether a view shows a column. Compact: metrics all (one to three numbers each);
+    of the attacks, the headlines and any raised violation flag — never hide a violation."""
+    return full or col.kind != "attack" or col.headline or (_is_violation(col) and _raised(board, col))
+
+
+def _sections(board: Board, full: bool = True) -> list[tuple[str, list[Column]]]:
     """Metric columns and attack columns, as separate tables (attacks report many numbers each)."""
     out = []
     for kind, title in _SECTIONS:
-        cols = [c for c in board.columns if c.kind == kind]
+        cols = [c for c in board.columns if c.kind == kind and _shown(board, c, full)]
         if cols:
             out.append((title, cols))
     rest = [c for c in board.columns if c.kind not in {k for k, _ in _SECTIONS}]
     if rest:
         out.append(("Other", rest))
     return out
+
+
+def _tables(board: Board, rows: list[BoardRow], full: bool) -> list[tuple[str, list[BoardRow], list[Column]]]:
+    """(section title, its rows, its columns) for one group of rows (private or reference).
+    The compact view also drops a column no row of the table has an entry in: e.g. an
+    attack that only the ε = ∞ references skipped leaves a column of dashes otherwise."""
+    out = []
+    for title, cols in _sections(board, full):
+        part = [r for r in rows if any(c.name in r.entries for c in cols)]
+        if not full:
+            cols = [c for c in cols if any(c.name in r.entries for r in part)]
+        out.append((title, part, cols))
+    return out
+
+
+def _compact_note(board: Board, full: bool) -> str | None:
+    """One line saying the view is compact and where every column is; None if nothing is hidden."""
+    attack = [c for c in board.columns if c.kind == "attack"]
+    shown = [c for c in attack if _shown(board, c, full)]
+    if full or len(shown) == len(attack):
+        return None
+    return (f"Compact view: each attack's headline measurements and any raised violation flag "
+            f"({len(shown)} of {len(attack)} attack columns). Every column: {board.full_hint}.")
 
 
 def _table_md(board: Board, rows: list[BoardRow], columns: list[Column]) -> list[str]:
@@ -297,7 +368,7 @@ def _table_md(board: Board, rows: list[BoardRow], columns: list[Column]) -> list
     return lines
 
 
-def render_md(board: Board) -> str:
+def render_md(board: Board, full: bool = False) -> str:
     out = [f"# {board.title}", ""]
     if board.smoke:
         out += ["> **Smoke run.** Training was cut to a few steps to check the matrix end to end; "
@@ -309,15 +380,15 @@ def render_md(board: Board) -> str:
                 "exceeds the ε the ledger claims:", ">"] + [f"> - {v}" for v in board.violations] + [""]
     out += ["↑ higher is better, ↓ lower is better; **bold** = best private row of its dataset; "
             "mean ± std over seeds.", ""]
-    for title, cols in _sections(board):
-        rows = [r for r in board.main_rows if any(c.name in r.entries for c in cols)]
+    note = _compact_note(board, full)
+    out += [note, ""] if note else []
+    for title, rows, cols in _tables(board, board.main_rows, full):
         out += [f"## {title}", ""] + (_table_md(board, rows, cols) if rows else ["No private rows."]) + [""]
     if board.reference_rows:
         out += ["## Reference rows", "",
                 "Not competitors: ε = ∞ is each recipe without DP; `real-data` evaluates the metrics "
                 "on the private split itself.", ""]
-        for title, cols in _sections(board):
-            rows = [r for r in board.reference_rows if any(c.name in r.entries for c in cols)]
+        for title, rows, cols in _tables(board, board.reference_rows, full):
             if rows:
                 out += [f"### {title}", ""] + _table_md(board, rows, cols) + [""]
     if board.notes:
@@ -367,7 +438,13 @@ def _table_html(board: Board, rows: list[BoardRow], columns: list[Column]) -> st
     return "\n".join(out)
 
 
-def render_html(board: Board) -> str:
+def _code_spans(text: str) -> str:
+    """Markdown-style `code` in an already escaped line → <code>…</code>."""
+    chunks = text.split("`")
+    return "".join(f"<code>{c}</code>" if i % 2 else c for i, c in enumerate(chunks))
+
+
+def render_html(board: Board, full: bool = False) -> str:
     esc = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{esc(board.title)}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{esc(board.title)}</h1>"]
@@ -383,15 +460,16 @@ def render_html(board: Board) -> str:
                          + "".join(f"<li>{esc(v)}</li>" for v in board.violations) + "</ul></div>")
         parts.append("<p>↑ higher is better, ↓ lower is better; <b>bold</b> = best private row of its dataset; "
                      "mean ± std over seeds. Click a column header to sort.</p>")
-        for title, cols in _sections(board):
-            rows = [r for r in board.main_rows if any(c.name in r.entries for c in cols)]
+        note = _compact_note(board, full)
+        if note:
+            parts.append(f"<p>{_code_spans(esc(note))}</p>")
+        for title, rows, cols in _tables(board, board.main_rows, full):
             parts.append(f"<h2>{esc(title)}</h2>")
             parts.append(_table_html(board, rows, cols) if rows else "<p>No private rows.</p>")
         if board.reference_rows:
             parts.append("<h2>Reference rows</h2><p>Not competitors: ε = ∞ is each recipe without DP; "
                          "<code>real-data</code> evaluates the metrics on the private split itself.</p>")
-            for title, cols in _sections(board):
-                rows = [r for r in board.reference_rows if any(c.name in r.entries for c in cols)]
+            for title, rows, cols in _tables(board, board.reference_rows, full):
                 if rows:
                     parts.append(f"<h3>{esc(title)}</h3>" + _table_html(board, rows, cols))
     if board.notes:
@@ -437,22 +515,26 @@ def render_json(board: Board) -> str:
         rows.append({k: flat[k] for k in ("dataset", "generator", "epsilon", "epsilon_spent", "seeds", "reference")}
                     | {"values": {c.name: r.entries.get(c.name, Entry()).to_dict() for c in board.columns}})
     data = {"title": board.title, "smoke": board.smoke,
-            "columns": [{"name": c.name, "kind": c.kind, "higher_is_better": c.higher_is_better}
-                        for c in board.columns],
+            "columns": [{"name": c.name, "kind": c.kind, "higher_is_better": c.higher_is_better,
+                         "headline": c.headline} for c in board.columns],
             "rows": rows, "notes": board.notes, "violations": board.violations, "sources": board.sources}
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def render(board: Board, fmt: str) -> str:
-    renderers = {"md": render_md, "html": render_html, "csv": render_csv, "json": render_json}
+def render(board: Board, fmt: str, full: bool = False) -> str:
+    """``fmt`` text of the board; ``full`` matters for md and html only (csv and json hold every column)."""
+    if fmt in FULL_FORMATS:
+        return {"md": render_md, "html": render_html}[fmt](board, full)
+    renderers = {"csv": render_csv, "json": render_json}
     if fmt not in renderers:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     return renderers[fmt](board)
 
 
-def render_rich(board: Board):
+def render_rich(board: Board, full: bool = False):
     """Rich tables for the terminal, transposed: one row per measurement, one column per
-    (generator, ε) — a matrix has few cells but attacks report many numbers each."""
+    (generator, ε) — a matrix has few cells but attacks report many numbers each.
+    Compact unless ``full`` (see :func:`_compact_note`)."""
     from rich.console import Group
     from rich.table import Table
 
@@ -467,7 +549,7 @@ def render_rich(board: Board):
             t.add_column(f"{r.generator}\nε={r.epsilon_text}{ref}" if r.generator != "real-data" else "real-data\n(ref)",
                          justify="right")
         t.add_row("ε spent", *[r.spent_text for r in rows], end_section=True)
-        for _title, cols in _sections(board):
+        for _title, _rows, cols in _tables(board, rows, full):
             for j, c in enumerate(cols):
                 cells = []
                 for r in rows:
@@ -477,9 +559,12 @@ def render_rich(board: Board):
                     cells.append(f"[bold green]{text}[/]" if e.best else f"[{style}]{text}[/]" if style else text)
                 t.add_row(c.header, *cells, end_section=j == len(cols) - 1)
         tables.append(t)
-    if board.violations:
-        from rich.text import Text
+    from rich.text import Text
 
+    note = _compact_note(board, full)
+    if note:
+        tables.append(Text(note.replace("`", ""), style="dim"))
+    if board.violations:
         tables.append(Text("⚠ privacy claim violated (empirical ε lower bound > ε spent):\n  "
                            + "\n  ".join(board.violations), style="bold red"))
     return Group(*tables)
@@ -499,7 +584,9 @@ def write_leaderboards(run_dir: str | Path) -> list[Path]:
     """Plots and ``leaderboard.{md,html,csv,json}`` of a run folder (smoke rows apart).
 
     Real rows → ``leaderboard.*`` and ``plots/``; smoke rows →
-    ``leaderboard-smoke.*`` and ``plots-smoke/``.
+    ``leaderboard-smoke.*`` and ``plots-smoke/``. The md and html boards are
+    compact; ``leaderboard-full.{md,html}`` (``leaderboard-smoke-full.*``)
+    beside them show every column, and the csv and json always do.
     """
     from .plots import make_plots
 
@@ -516,5 +603,8 @@ def write_leaderboards(run_dir: str | Path) -> list[Path]:
         board.plots = make_plots(part, run_dir / plots)
         written += board.plots
         for fmt in FORMATS:
+            board.full_hint = f"`{stem}-full.{fmt}` beside this file, or `{stem}.csv` / `{stem}.json`"
             written.append(_write(run_dir / f"{stem}.{fmt}", render(board, fmt)))
+            if fmt in FULL_FORMATS:
+                written.append(_write(run_dir / f"{stem}-full.{fmt}", render(board, fmt, full=True)))
     return written
