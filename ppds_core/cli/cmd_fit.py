@@ -79,6 +79,8 @@ def _run(args) -> int:
     finally:
         if bar is not None:
             bar.stop()
+    if outcome is None:  # a DDP rank other than 0: rank 0 saves and reports
+        return 0
     if not args.quiet:
         led = outcome.ledger
         console.print(

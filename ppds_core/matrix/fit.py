@@ -5,6 +5,9 @@
 are the same artifact: ``model/``, ``ledger.json``, ``samples.npz``,
 ``samples.png`` and ``fit.json``. ``fit.json`` is written last and marks the
 fit complete; a folder without it (a crash mid-fit) is refitted.
+
+Under DDP every rank runs the fit (Lightning re-executes the command once per
+extra rank) but only global rank 0 writes; the others return None.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -28,7 +32,7 @@ from ..imageset import ImageSet, Splits
 from ..interfaces import DatasetProvider, FitContext, Generator, PluginConfig
 from ..privacy.ledger import Ledger
 
-__all__ = ["FitOutcome", "fit_and_save", "load_fitted", "fit_generator", "FIT_MARKER"]
+__all__ = ["FitOutcome", "fit_and_save", "load_fitted", "fit_generator", "FIT_MARKER", "is_rank_zero"]
 
 log = logging.getLogger("ppds.matrix")
 
@@ -47,6 +51,19 @@ class FitOutcome:
     seconds: float
     directory: Path
     loaded: bool = False
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is global rank 0 (or not distributed at all).
+
+    The process group when one is up, else the launcher's variables
+    (torchrun's RANK; Lightning's LOCAL_RANK / NODE_RANK for re-executed ranks).
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return all(int(os.environ.get(var, "0") or 0) == 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 def _check_ledger(ledger: Ledger | None, budget: PrivacyBudget, name: str) -> Ledger:
@@ -78,11 +95,16 @@ def fit_and_save(
     out_dir: Path,
     n_samples: int,
     sample_seed: int,
-) -> FitOutcome:
-    """Train from scratch, save model + ledger, draw and save samples, mark done."""
+) -> FitOutcome | None:
+    """Train from scratch, save model + ledger, draw and save samples, mark done.
+
+    Returns None on a distributed rank other than 0, which trains but writes nothing.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / FIT_MARKER).unlink(missing_ok=True)
+    writer = is_rank_zero()
+    if writer:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / FIT_MARKER).unlink(missing_ok=True)
     if ctx.workdir is None:
         ctx.workdir = out_dir / "work"
     ctx.workdir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +112,8 @@ def fit_and_save(
     torch.manual_seed(ctx.seed)  # generators seed themselves; this covers any that forget
     t0 = time.perf_counter()
     ledger = generator.fit(private, budget, ctx)
+    if not writer:
+        return None
     if ledger is None:
         ledger = generator.ledger
     generator.ledger = ledger
@@ -186,11 +210,11 @@ def fit_generator(
     accountant: str = "prv",
     smoke: bool = False,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
-) -> FitOutcome:
+) -> FitOutcome | None:
     """Fit ``generator`` on ``dataset``'s private split at (ε, δ) and save it under ``out``.
 
     The Python face of ``ppds fit``; the matrix runner calls :func:`fit_and_save`
-    with the same arguments for each cell.
+    with the same arguments for each cell. None on a DDP rank other than 0.
     """
     from pydantic import ValidationError
 

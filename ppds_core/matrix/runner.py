@@ -27,6 +27,7 @@ from .._version import __version__
 from ..errors import ConfigError, PpdsError, SkipMeasurement
 from ..imageset import ImageSet, Splits
 from ..interfaces import DatasetProvider, EvalContext, FitContext, Generator, Measurement
+from ._workers import fit_in_workers, needs_worker_processes
 from .cells import Cell, expand_cells, in_shard, measurement_id, parse_shard
 from .config import ResolvedMatrix, ResolvedPlugin, check_datasets_available, load_matrix
 from .fit import FitOutcome, fit_and_save, load_fitted
@@ -38,6 +39,8 @@ log = logging.getLogger("ppds.matrix")
 
 #: row statuses that count as done: a re-run leaves them alone (failed ones are retried)
 DONE = ("ok", "skipped")
+#: images a shadow model fitted in worker processes draws (fit_and_save always samples; attacks draw their own)
+SHADOW_SAMPLES = 64
 _KNOWN_NEEDS = {"dp-sgd", "labels", "public", "shadow-models"}
 
 
@@ -324,15 +327,23 @@ class _Runner:
                 log.exception("%s: could not load the saved model; fitting again", label)
                 outcome = None
         if outcome is None:
-            log.info("%s: fitting %s", label, gen.name)
-            ctx = FitContext(seed=cell.seed, public=splits.public, trainer=dict(self.matrix.config.trainer),
-                             workdir=cell_dir / "work", accountant=cell.accountant,
-                             progress=self.progress.training(label))
-            try:
-                outcome = fit_and_save(gen_cls, gen.config, splits.private, cell.budget, ctx, cell_dir,
-                                       cell.samples, cell.seed)
-            finally:
-                self.progress.training_done()
+            trainer = dict(self.matrix.config.trainer)
+            ctx = FitContext(seed=cell.seed, public=splits.public, trainer=trainer,
+                             workdir=cell_dir / "work", accountant=cell.accountant)
+            if needs_worker_processes(trainer):
+                log.info("%s: fitting %s in its own DDP process group (log: %s)", label, gen.name,
+                         cell_dir / "work" / "fit-workers.log")
+                outcome = fit_in_workers(gen_cls, gen.config, splits.private, cell.budget, ctx, cell_dir,
+                                         cell.samples, cell.seed)
+            else:
+                log.info("%s: fitting %s", label, gen.name)
+                ctx.progress = self.progress.training(label)
+                try:
+                    outcome = fit_and_save(gen_cls, gen.config, splits.private, cell.budget, ctx, cell_dir,
+                                           cell.samples, cell.seed)
+                finally:
+                    self.progress.training_done()
+                assert outcome is not None, "a single-process fit always writes"
             self.summary.fits += 1
             log.info("%s: fitted in %.1fs, ε spent %s", label, outcome.seconds, outcome.ledger.epsilon_spent)
         return outcome
@@ -343,12 +354,15 @@ class _Runner:
         trainer = dict(self.matrix.config.trainer)
 
         def fit_fresh(private: ImageSet, seed: int) -> Generator:
-            model = gen.cls(gen.config)
-            assert isinstance(model, Generator)
             shadow_dir = workdir / "shadow" / f"seed{seed}"
             shadow_dir.mkdir(parents=True, exist_ok=True)
             ctx = FitContext(seed=seed, public=splits.public, trainer=trainer, workdir=shadow_dir,
                              accountant=cell.accountant)
+            if needs_worker_processes(trainer):  # a shadow model trains like the cell's own
+                return fit_in_workers(gen.cls, gen.config, private, cell.budget, ctx, shadow_dir / "fit",
+                                      SHADOW_SAMPLES, seed).generator
+            model = gen.cls(gen.config)
+            assert isinstance(model, Generator)
             ledger = model.fit(private, cell.budget, ctx)
             model.ledger = ledger if ledger is not None else model.ledger
             return model
