@@ -178,3 +178,26 @@ def test_fit_spends_within_budget_samples_balanced_deterministic_and_round_trips
 def test_non_private_reference_has_no_dp_sgd_spend(tiny_private):
     g = _fit(tiny_private, seed=0, epsilon=math.inf)
     assert g.ledger.epsilon_spent == math.inf and g.ledger.dp_sgd() is None
+
+
+def test_ema_warms_up_and_its_count_travels_in_the_state_dict():
+    """The shared EMA (DP-GAN's generator, the diffusion UNet): decay min(d, (1+n)/(10+n)),
+    and a checkpoint restores the update count, so a resumed run keeps the same warm-up."""
+    from ppds_plugins.generators._ema import EMA
+
+    live = torch.nn.Linear(3, 2)
+    ema = EMA(live, decay=0.999)
+    assert ema.current_decay() == pytest.approx(0.1)
+    with torch.no_grad():
+        live.weight.fill_(1.0)
+    before = ema.model.weight.detach().clone()
+    ema.update(live)
+    torch.testing.assert_close(ema.model.weight, 0.1 * before + 0.9 * live.weight)
+    for _ in range(9):
+        ema.update(live)
+    assert ema.current_decay() == pytest.approx(11 / 20)
+    assert not any(p.requires_grad for p in ema.model.parameters())
+    restored = EMA(torch.nn.Linear(3, 2), decay=0.999)
+    restored.load_state_dict(ema.state_dict())
+    assert int(restored.updates) == 10 and restored.current_decay() == ema.current_decay()
+    torch.testing.assert_close(restored.model.weight, ema.model.weight)

@@ -87,7 +87,7 @@ class _PrivacyWiringSpy(pl.Callback):
         self.batches += 1
         d_params = list(module.discriminator.parameters())
         assert all(getattr(p, "grad_sample", None) is not None for p in d_params)
-        for net in (module.generator, module.mirror, module.ema_generator):
+        for net in (module.generator, module.mirror, module.ema.model):
             for p in net.parameters():
                 assert getattr(p, "grad_sample", None) is None
             for m in net.modules():

@@ -18,8 +18,8 @@ from ppds_core import FitContext, ImageSet, Ledger, PrivacyBudget
 from ppds_core.privacy.engine import DPSGDModule, DPSGDPlan, fit_private
 from ppds_core.privacy.ledger import GaussianSpend
 
+from .._ema import EMA
 from ._config import DiffusionConfig
-from ._ema import ema_copy, ema_update
 from ._objective import NoiseMultiplicityDDPMLoss
 
 __all__ = ["DiffusionDPModule", "train_private"]
@@ -32,8 +32,7 @@ class DiffusionDPModule(DPSGDModule):
         super().__init__()
         self.objective = objective
         self.cfg = cfg
-        self.ema = ema_copy(objective.unet)  # a submodule: moves with the model, never optimised
-        self.ema_updates = 0
+        self.ema = EMA(objective.unet, cfg.ema_decay)  # a submodule: moved and checkpointed, never optimised
 
     def private_module(self) -> nn.Module:
         return self.objective
@@ -45,8 +44,7 @@ class DiffusionDPModule(DPSGDModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         self.private_step(self.objective(x, y), rows_per_example=self.objective.multiplicity)
-        self.ema_updates += 1
-        ema_update(self.ema, self.objective.unet, self.cfg.ema_decay, self.ema_updates)
+        self.ema.update(self.objective.unet)
 
 
 def train_private(objective: NoiseMultiplicityDDPMLoss, data: torch.utils.data.Dataset,
@@ -62,7 +60,7 @@ def train_private(objective: NoiseMultiplicityDDPMLoss, data: torch.utils.data.D
         other_spends=tuple(other_spends),
     )
     ledger = fit_private(module, data, plan, ctx)
-    ema = module.ema.cpu().eval()
+    ema = module.ema.model.cpu().eval()
     return ledger, ema, module.dp.steps_done
 
 

@@ -18,8 +18,8 @@ from torch import nn
 
 from ppds_core.privacy.engine import DPSGDModule
 
+from .._ema import EMA
 from ._config import DPGANConfig
-from ._ema import EMA
 from ._losses import d_hinge_per_row, fake_labels, g_hinge
 from ._nets import ConditionalGenerator
 from ._units import to_model_units
@@ -36,9 +36,8 @@ class DPGANModule(DPSGDModule):
         self.generator = generator
         self.discriminator = discriminator
         self.mirror = copy.deepcopy(discriminator).requires_grad_(False)
-        self._ema = EMA(generator, cfg.ema)
-        # registered so that Lightning moves it with the rest; never optimised
-        self.ema_generator = self._ema.model
+        # a submodule: Lightning moves and checkpoints it with the rest; never optimised
+        self.ema = EMA(generator, cfg.ema)
         self.fake_batch_size = cfg.fake_batch_size or cfg.batch_size
         self.g_steps = 0
         self.last_g_loss = float("nan")
@@ -91,7 +90,7 @@ class DPGANModule(DPSGDModule):
             g_optimizer = self.optimizers()[1].optimizer
             loss = self.generator_loss()
             self.public_step(g_optimizer, loss)
-            self._ema.update(self.generator)
+            self.ema.update(self.generator)
             self.g_steps += 1
             self.last_g_loss = float(loss.detach())
         return None

@@ -60,7 +60,7 @@ def train_dp_gan(private: ImageSet, budget: PrivacyBudget, ctx: FitContext,
     start, cpu_start = time.perf_counter(), time.process_time()
     ledger = fit_private(module, private, make_plan(budget, cfg), ctx)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    generator = module.ema_generator.cpu().eval()
+    generator = module.ema.model.cpu().eval()
     schedule = module.dp.schedule
     info = {
         "seconds": round(seconds, 3),
