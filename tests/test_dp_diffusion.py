@@ -201,3 +201,23 @@ def test_ema_warms_up_and_its_count_travels_in_the_state_dict():
     restored.load_state_dict(ema.state_dict())
     assert int(restored.updates) == 10 and restored.current_decay() == ema.current_decay()
     torch.testing.assert_close(restored.model.weight, ema.model.weight)
+
+
+def test_physical_batches_slice_the_unet_step_but_not_the_privacy(tiny_private, monkeypatch):
+    """max_physical_batch_size: slices of 5 examples × K = 2 rows; same plan, same ledger."""
+    whole = _fit(tiny_private, seed=0)
+    sliced = DiffusionGenerator(**TINY, steps=2, batch_size=24, noise_multiplicity=2, max_physical_batch_size=5)
+    seen: list[int] = []
+    objective_forward = NoiseMultiplicityDDPMLoss.forward
+
+    def spy(self, x0, labels, draws=None):
+        seen.append(x0.shape[0])
+        return objective_forward(self, x0, labels, draws)
+
+    monkeypatch.setattr(NoiseMultiplicityDDPMLoss, "forward", spy)
+    sliced.fit(tiny_private, PrivacyBudget(epsilon=5.0, delta=1e-4), FitContext(seed=0, accountant="rdp"))
+    assert seen and max(seen) <= 5 and sum(seen) > 10  # two Poisson batches of ~24, cut into slices
+    assert sliced.ledger.model_dump() == whole.ledger.model_dump()
+    with pytest.raises(ConfigError, match="ghost"):
+        DiffusionGenerator.validate_config({"grad_sample_mode": "ghost", "noise_multiplicity": 1,
+                                            "max_physical_batch_size": 8})

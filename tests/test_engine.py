@@ -518,3 +518,42 @@ def test_non_private_plan_has_no_noise_and_the_same_schedule():
     assert (public.sample_rate, public.steps_per_epoch, public.total_steps) == (
         private.sample_rate, private.steps_per_epoch, private.total_steps) == (10 / 95, 10, 30)
     assert private.planned_epsilon <= 1.0 < private.planned_epsilon * 1.05
+
+
+# --------------------------------------------------------------------------- physical batches
+
+
+class _Chunked(Classifier):
+    """The Classifier's step, through private_step_in_chunks."""
+
+    def training_step(self, batch, batch_idx):
+        x, y, idx = batch
+        self.batches.append(idx.tolist())
+        self.private_step_in_chunks(
+            (x, y), lambda xs, ys: nn.functional.cross_entropy(self.net["clf"](xs), ys, reduction="none"))
+
+
+@pytest.mark.parametrize("mode,eps", [("hooks", 10.0), ("functorch", 10.0), ("ew", 10.0), ("hooks", math.inf)])
+def test_physical_batches_give_the_same_step_noise_and_ledger_as_one_batch(mode, eps):
+    """Slicing a Poisson batch for memory changes nothing else: same clipped sum, one noise
+    draw and one accountant step per batch (batches of ~24 in slices of at most 5)."""
+    runs = {}
+    for physical in (None, 5):
+        pl.seed_everything(3, verbose=False)
+        m = Classifier(lr=0.5) if physical is None else _Chunked(lr=0.5)
+        ledger = fit(m, eps=eps, steps=3, batch_size=24, grad_sample_mode=mode, seed=5,
+                     max_physical_batch_size=physical, **({} if math.isinf(eps) else {"noise_multiplier": 1.1}))
+        runs[physical] = (m, ledger)
+    (whole, led_whole), (sliced, led_sliced) = runs[None], runs[5]
+    assert whole.batches == sliced.batches and max(len(b) for b in whole.batches) > 5
+    for a, b in zip(whole.net.parameters(), sliced.net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert led_whole.model_dump() == led_sliced.model_dump()
+    assert sliced.dp.steps_done == 3
+
+
+def test_physical_batch_options_are_checked():
+    with pytest.raises(ConfigError, match="max_physical_batch_size"):
+        fit(built(), max_physical_batch_size=0)
+    with pytest.raises(ConfigError, match="ghost"):
+        fit(built(), grad_sample_mode="ghost", max_physical_batch_size=4)

@@ -31,3 +31,13 @@ def test_quickstart_prints_its_config(capsys):
 
     assert main(["quickstart", "--print-config"]) == 0
     assert capsys.readouterr().out == EXAMPLE.read_text()
+
+
+def test_paper_scale_configs_validate_against_the_installed_plugins():
+    """The GPU configs cannot run here, but every option they set must exist and validate."""
+    papers = sorted((EXAMPLE.parent / "paper").glob("*.yaml"))
+    assert len(papers) >= 2
+    for path in papers:
+        matrix = load_matrix(parse_yaml(path.read_text(), path.name))
+        for gen in matrix.generators:
+            assert gen.plugin.config.noise_multiplicity == 32 and gen.plugin.config.max_physical_batch_size

@@ -155,6 +155,9 @@ class DPSGDPlan:
     num_workers: int = 0
     #: report progress (and ε so far) every this many steps; None → about 10 reports
     progress_every: int | None = None
+    #: :meth:`DPSGDModule.private_step_in_chunks` runs forward/backward on at most this many
+    #: examples at a time (memory), with one clip-sum-noise step per Poisson batch (privacy)
+    max_physical_batch_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,12 @@ def plan_dp_sgd(plan: DPSGDPlan, num_examples: int, default_accountant: str = "p
         )
     if (plan.epochs is None) == (plan.steps is None):
         raise ConfigError("DP-SGD plan: give exactly one of epochs or steps")
+    physical = plan.max_physical_batch_size
+    if physical is not None and (int(physical) != physical or physical < 1):
+        raise ConfigError(f"max_physical_batch_size must be a whole number ≥ 1 (or unset), got {physical}")
+    if physical is not None and plan.grad_sample_mode == "ghost":
+        raise ConfigError("max_physical_batch_size is not supported with grad_sample_mode 'ghost' (its "
+                          "clipped sums cannot be carried across slices here); use 'hooks' or 'functorch'")
     steps_per_epoch = -(-n // b)  # ⌈N/B⌉, the number of Poisson batches in an epoch
     if plan.steps is not None:
         if int(plan.steps) != plan.steps or plan.steps < 1:
@@ -315,6 +324,7 @@ class DPSGDState:
     collate_fn: Any = None
     num_workers: int = 0
     secure_generator: Any = None
+    max_physical_batch_size: int | None = None
 
     @property
     def total_steps(self) -> int:
@@ -490,7 +500,8 @@ class DPSGDModule(pl.LightningModule):
         _attach(st, self.trainer, private, opt)
         return [st.optimizer, *publics]
 
-    def private_step(self, per_sample_losses: torch.Tensor, rows_per_example: int = 1) -> None:
+    def private_step(self, per_sample_losses: torch.Tensor, rows_per_example: int = 1,
+                     _keep_running_sum: bool = False) -> None:
         """One DP-SGD step on this batch's per-example losses (shape (B,)).
 
         ``rows_per_example``: K when the private module sees K rows per example
@@ -499,11 +510,7 @@ class DPSGDModule(pl.LightningModule):
         the sensitivity stays one clipped gradient per example.
         """
         st = self.dp
-        if per_sample_losses.ndim != 1:
-            raise ValueError(
-                f"private_step needs one loss per example, shape (B,), got "
-                f"{tuple(per_sample_losses.shape)}; reduce other dimensions per example first"
-            )
+        self._check_losses(per_sample_losses)
         if st.stepped_this_batch:
             raise RuntimeError(
                 "private_step was called twice on one Poisson batch; the accountant counts "
@@ -513,7 +520,8 @@ class DPSGDModule(pl.LightningModule):
             self.trainer.should_stop = True
             return
         lopt = self._lightning_optimizer(st.optimizer)
-        st.optimizer.zero_grad(set_to_none=True)
+        if not _keep_running_sum:  # (private_step_in_chunks has summed earlier slices already)
+            st.optimizer.zero_grad(set_to_none=True)
         st.stepped_this_batch = True
         if st.schedule.private:
             if per_sample_losses.shape[0] == 0:
@@ -529,6 +537,54 @@ class DPSGDModule(pl.LightningModule):
             lopt.step()
         st.steps_done += 1
         st.last_loss = float(per_sample_losses.detach().mean()) if per_sample_losses.numel() else math.nan
+
+    def private_step_in_chunks(self, batch: Sequence[torch.Tensor],
+                               per_example_losses: Callable[..., torch.Tensor],
+                               rows_per_example: int = 1) -> None:
+        """:meth:`private_step` for a Poisson batch too large for one forward/backward.
+
+        ``per_example_losses(*chunk)`` maps a slice of ``batch`` (every tensor cut
+        along dim 0) to its per-example losses. Each slice of at most
+        ``plan.max_physical_batch_size`` examples runs forward and backward on its
+        own; its per-example gradients are clipped and added to the running sum
+        (Opacus' skipped steps keep the sum), and only the last slice adds the noise
+        and steps, once. So the update, the noise and the ledger are exactly those
+        of one :meth:`private_step` on the whole batch, while memory holds one slice.
+        With no limit set, or a batch that fits, this *is* one :meth:`private_step`.
+        """
+        st = self.dp
+        n = int(batch[0].shape[0])
+        size = st.max_physical_batch_size
+        if size is None or n <= size or st.finished or st.stepped_this_batch:
+            self.private_step(per_example_losses(*batch), rows_per_example)
+            return
+        private = st.schedule.private
+        if private and st.schedule.grad_sample_mode == "ghost":
+            raise ValueError("max_physical_batch_size is not supported with grad_sample_mode 'ghost'; "
+                             "use 'hooks' or 'functorch'")
+        starts = range(0, n, size)
+        st.optimizer.zero_grad(set_to_none=True)
+        for start in starts[:-1]:  # sum these rows' (clipped) gradients; no noise, no step yet
+            losses = per_example_losses(*(t[start:start + size] for t in batch))
+            self._check_losses(losses)
+            if not private:  # ε = ∞: plain gradients accumulate in p.grad
+                losses.sum().backward()
+                continue
+            st.grads.backward(losses, st.optimizer, rows_per_example)
+            st.optimizer.signal_skip_step(do_skip=True)
+            st.optimizer.step()
+            st.optimizer.zero_grad(set_to_none=True)  # drops grad_sample, keeps the running sum
+        last = starts[-1]
+        self.private_step(per_example_losses(*(t[last:] for t in batch)), rows_per_example,
+                          _keep_running_sum=True)
+
+    @staticmethod
+    def _check_losses(per_sample_losses: torch.Tensor) -> None:
+        if per_sample_losses.ndim != 1:
+            raise ValueError(
+                f"private_step needs one loss per example, shape (B,), got "
+                f"{tuple(per_sample_losses.shape)}; reduce other dimensions per example first"
+            )
 
     def public_step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         """A non-private step (post-processing of private weights, public data only).
@@ -731,6 +787,7 @@ def fit_private(
         noise_generator=secure or _generator(ctx.seed, "noise"), secure_generator=secure,
         progress_every=max(1, int(plan.progress_every or schedule.total_steps // 10)),
         dataset=dataset, collate_fn=collate, num_workers=plan.num_workers,
+        max_physical_batch_size=plan.max_physical_batch_size,
     )
     if schedule.private:
         state.accountant = make_opacus_accountant(schedule.accountant)

@@ -34,6 +34,9 @@ class DiffusionConfig(PluginConfig):
         "hooks", description="Opacus per-sample gradient mode; 'ghost' needs noise_multiplicity=1")
     noise_multiplicity: int = Field(
         2, ge=1, description="K: noise draws per example; its K losses are averaged before clipping")
+    max_physical_batch_size: int | None = Field(
+        None, ge=1, description="examples per forward/backward slice of a Poisson batch (memory: "
+        "slice × K rows at a time); clipping, noise and ε are those of the whole batch. None: no slicing")
     weight_decay: float = Field(0.0, ge=0)
     # --- diffusion
     num_train_timesteps: int = Field(1000, ge=10)
@@ -64,6 +67,8 @@ class DiffusionConfig(PluginConfig):
                 f"B·K rows, so it cannot average K={self.noise_multiplicity} losses before clipping; "
                 "use 'hooks' or 'functorch', or set noise_multiplicity: 1"
             )
+        if self.grad_sample_mode == "ghost" and self.max_physical_batch_size is not None:
+            raise ValueError("max_physical_batch_size needs grad_sample_mode 'hooks' or 'functorch', not 'ghost'")
         if self.guidance_scale > 0 and self.label_dropout == 0:
             raise ValueError(
                 "guidance_scale > 0 needs an unconditional model: set label_dropout (e.g. 0.1)"

@@ -43,7 +43,7 @@ class DiffusionDPModule(DPSGDModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        self.private_step(self.objective(x, y), rows_per_example=self.objective.multiplicity)
+        self.private_step_in_chunks((x, y), self.objective, rows_per_example=self.objective.multiplicity)
         self.ema.update(self.objective.unet)
 
 
@@ -57,7 +57,7 @@ def train_private(objective: NoiseMultiplicityDDPMLoss, data: torch.utils.data.D
         budget=budget, batch_size=cfg.batch_size,
         epochs=None if cfg.steps is not None else cfg.epochs, steps=cfg.steps,
         max_grad_norm=cfg.max_grad_norm, grad_sample_mode=cfg.grad_sample_mode,
-        other_spends=tuple(other_spends),
+        other_spends=tuple(other_spends), max_physical_batch_size=cfg.max_physical_batch_size,
     )
     ledger = fit_private(module, data, plan, ctx)
     ema = module.ema.model.cpu().eval()
