@@ -41,13 +41,15 @@ SCRIPT = textwrap.dedent(
         def configure_private_optimizer(self):
             return torch.optim.SGD(self.net.parameters(), lr=1.0)
 
-        def training_step(self, batch, batch_idx):
-            x, y = batch
+        def losses(self, x, y):
             losses = nn.functional.cross_entropy(self.net["clf"](x.flatten(1)), y, reduction="none")
             zero = self.net["null"](torch.zeros(x.shape[0], 64)).sum(1)  # gradient 0: noise only
-            self.private_step(losses + 0.0 * zero)
+            return losses + 0.0 * zero
 
-    def run(out, trainer, eps=4.0, tag=""):
+        def training_step(self, batch, batch_idx):
+            self.private_step_in_chunks(batch, self.losses)  # one slice unless the plan sets a size
+
+    def run(out, trainer, eps=4.0, tag="", physical=None):
         g = torch.Generator().manual_seed(0)
         data = torch.utils.data.TensorDataset(torch.rand(96, 1, 4, 4, generator=g),
                                               torch.randint(0, 3, (96,), generator=g))
@@ -55,7 +57,7 @@ SCRIPT = textwrap.dedent(
         model = Model()
         start = {k: v.clone() for k, v in model.state_dict().items()}
         plan = DPSGDPlan(budget=PrivacyBudget(epsilon=eps), batch_size=24, steps=4,
-                         accountant="gdp")
+                         accountant="gdp", max_physical_batch_size=physical)
         ledger = fit_private(model, data, plan, FitContext(seed=0, trainer=trainer))
         torch.save({"start": start, "end": model.state_dict(), "ledger": ledger.to_json(),
                     "world": model.dp.world_size, "steps": model.dp.steps_done},
@@ -65,6 +67,8 @@ SCRIPT = textwrap.dedent(
         run(sys.argv[1], json.loads(sys.argv[2]))
         # a second fit in the same processes: the non-private reference run
         run(sys.argv[1], json.loads(sys.argv[2]), float("inf"), "inf-")
+        # and the private run again with each rank's ~12 examples in slices of at most 5
+        run(sys.argv[1], json.loads(sys.argv[2]), tag="sliced-", physical=5)
     """
 )
 
@@ -81,11 +85,12 @@ def ddp_run(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt") for r in (0, 1)]
     ranks_inf = [torch.load(out / f"inf-rank{r}.pt") for r in (0, 1)]
-    return ranks, script, ranks_inf
+    sliced = [torch.load(out / f"sliced-rank{r}.pt") for r in (0, 1)]
+    return ranks, script, ranks_inf, sliced
 
 
 def test_replicas_are_identical_and_trained(ddp_run):
-    (r0, r1), _, _ = ddp_run
+    (r0, r1), _, _, _ = ddp_run
     assert r0["world"] == r1["world"] == 2
     assert r0["steps"] == r1["steps"] == 4
     for name in r0["end"]:
@@ -94,7 +99,7 @@ def test_replicas_are_identical_and_trained(ddp_run):
 
 
 def test_same_ledger_as_a_single_process_run(ddp_run, tmp_path):
-    (r0, r1), script, _ = ddp_run
+    (r0, r1), script, _, _ = ddp_run
     ddp = Ledger.from_json(r0["ledger"])
     assert Ledger.from_json(r1["ledger"]) == ddp
     # the same config on one process
@@ -109,7 +114,7 @@ def test_same_ledger_as_a_single_process_run(ddp_run, tmp_path):
 
 def test_noise_is_added_once_per_global_batch(ddp_run):
     """T = 4 steps, SGD lr = 1, E = 24: std(Δθ_null)·E = σ·C·√T, not ·√(2T) nor 0."""
-    (r0, _), _, _ = ddp_run
+    (r0, _), _, _, _ = ddp_run
     spend = Ledger.from_json(r0["ledger"]).dp_sgd()
     moved = (r0["end"]["net.null.weight"] - r0["start"]["net.null.weight"]).flatten() * 24
     expected = spend.noise_multiplier * spend.max_grad_norm * 2.0
@@ -117,7 +122,7 @@ def test_noise_is_added_once_per_global_batch(ddp_run):
 
 
 def test_infinite_epsilon_under_ddp_is_noise_free_and_in_sync(ddp_run):
-    _, _, (r0, r1) = ddp_run
+    _, _, (r0, r1), _ = ddp_run
     ledger = Ledger.from_json(r0["ledger"])
     assert not ledger.is_private and ledger.dp_sgd() is None and ledger.epsilon_spent == float("inf")
     assert r0["steps"] == r1["steps"] == 4
@@ -126,3 +131,14 @@ def test_infinite_epsilon_under_ddp_is_noise_free_and_in_sync(ddp_run):
     # zero gradient and no noise: the null layer does not move; the classifier does
     assert torch.equal(r0["end"]["net.null.weight"], r0["start"]["net.null.weight"])
     assert not torch.equal(r0["end"]["net.clf.weight"], r0["start"]["net.clf.weight"])
+
+
+def test_physical_batches_under_ddp_match_the_unsliced_run(ddp_run):
+    """Each rank slices its own share; skipped slices do not communicate, the last one
+    all-reduces once: replicas stay identical and equal to the unsliced DDP run."""
+    (r0, _), _, _, (s0, s1) = ddp_run
+    assert s0["steps"] == s1["steps"] == 4
+    assert Ledger.from_json(s0["ledger"]) == Ledger.from_json(r0["ledger"])
+    for name in s0["end"]:
+        torch.testing.assert_close(s0["end"][name], s1["end"][name], rtol=0, atol=0)
+        torch.testing.assert_close(s0["end"][name], r0["end"][name], rtol=1e-5, atol=1e-6)
