@@ -558,10 +558,7 @@ class DPSGDModule(pl.LightningModule):
         if size is None or n <= size or st.finished or st.stepped_this_batch:
             self.private_step(per_example_losses(*batch), rows_per_example)
             return
-        private = st.schedule.private
-        if private and st.schedule.grad_sample_mode == "ghost":
-            raise ValueError("max_physical_batch_size is not supported with grad_sample_mode 'ghost'; "
-                             "use 'hooks' or 'functorch'")
+        private = st.schedule.private  # (plan_dp_sgd refused 'ghost' with a physical size)
         starts = range(0, n, size)
         st.optimizer.zero_grad(set_to_none=True)
         for start in starts[:-1]:  # sum these rows' (clipped) gradients; no noise, no step yet
