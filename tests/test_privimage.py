@@ -106,6 +106,11 @@ def test_selection_takes_top_classes_and_skips_already_taken_ones():
     ])
     assert select_public_classes(noisy, 2) == [[0, 1], [2, 3], [5, 4]]
     assert select_public_classes(noisy, 1) == [[0], [1], [3]]
+    # round-robin: everyone's best free class first (1 → public 1 is still free), then seconds
+    assert select_public_classes(noisy, 2, "round-robin") == [[0, 2], [1, 4], [3, 5]]
+    assert select_public_classes(noisy, 1, "round-robin") == select_public_classes(noisy, 1)
+    with pytest.raises(ValueError, match="round-robin"):
+        select_public_classes(noisy, 1, "random")
 
 
 def test_relabelling_and_classes_per_private():

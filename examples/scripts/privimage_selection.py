@@ -6,8 +6,9 @@ script shows the distribution. For each classifier seed it trains the query
 function exactly as ``privimage`` does (same code, same options), builds the
 noise-free histogram once, and then, for each ε, draws the query noise
 ``--draws`` times (the first draw is the one ``privimage.fit`` uses for that
-seed) and runs the selection. It prints, per ε and σ_q, how many of the ten
-digits selected their own glyph class, and writes everything to ``OUT``.
+seed) and runs the selection in both orders (``class``, DPImageBench's, and
+``round-robin``). It prints, per order, ε and σ_q, how many of the ten digits
+selected their own glyph class, and writes everything to ``OUT``.
 
     .venv/bin/python examples/scripts/privimage_selection.py --out /tmp/selection.json
     .venv/bin/python examples/scripts/privimage_selection.py --set query_augment=false --epsilons 10
@@ -58,7 +59,8 @@ def main() -> None:
                                     cfg.classes_per_private_class)
     results: dict = {"private": args.private, "images": len(private), "classes_per_private_class": per_class,
                      "config": cfg.model_dump(), "seeds": {}, "summary": {}}
-    hits: dict[float, list[int]] = {eps: [] for eps in args.epsilons}
+    orders = ("class", "round-robin")
+    hits: dict[tuple[str, float], list[int]] = {(o, eps): [] for o in orders for eps in args.epsilons}
     for seed in args.seeds:
         classifier = train_query_classifier(public, cfg.query_epochs, seed, torch.device("cpu"), cfg.query_augment)
         hist = topk_histogram(predict_logits(classifier, private.images), private.labels,
@@ -69,25 +71,30 @@ def main() -> None:
         for eps in args.epsilons:
             budget = PrivacyBudget(epsilon=eps, delta=args.delta)
             sigma = auto_query_sigma(budget, cfg.query_budget_share) if cfg.query_sigma == "auto" else cfg.query_sigma
-            draws = []
-            for draw in range(args.draws):
-                noise = torch.Generator().manual_seed(seed * 7919 + 17 + draw)  # draw 0 = privimage.fit's
-                selected = select_public_classes(noisy_histogram(hist, sigma, cfg.query_topk, noise), per_class)
-                table = {private.class_names[i]: [public.class_names[j] for j in js] for i, js in enumerate(selected)}
-                draws.append(sum(name in chosen for name, chosen in table.items()))
-                if draw == 0:
-                    seed_row["epsilons"][eps] = {"sigma": sigma, "fit_selection": table}
-            seed_row["epsilons"][eps]["hits"] = draws
-            hits[eps].extend(draws)
+            seed_row["epsilons"][eps] = {"sigma": sigma}
+            for order in orders:
+                draws = []
+                for draw in range(args.draws):
+                    noise = torch.Generator().manual_seed(seed * 7919 + 17 + draw)  # draw 0 = privimage.fit's
+                    noisy = noisy_histogram(hist, sigma, cfg.query_topk, noise)
+                    selected = select_public_classes(noisy, per_class, order)
+                    table = {private.class_names[i]: [public.class_names[j] for j in js]
+                             for i, js in enumerate(selected)}
+                    draws.append(sum(name in chosen for name, chosen in table.items()))
+                    if draw == 0:
+                        seed_row["epsilons"][eps][f"fit_selection_{order}"] = table
+                seed_row["epsilons"][eps][f"hits_{order}"] = draws
+                hits[(order, eps)].extend(draws)
         results["seeds"][seed] = seed_row
         print(f"seed {seed}: own-glyph votes {own}", flush=True)
-    print(f"\n{'ε':>6} {'σ_q':>7} {'mean hits':>10} {'min':>4} {'P(≥ 8)':>7}")
-    for eps, hs in hits.items():
+    print(f"\n{'order':>12} {'ε':>6} {'σ_q':>7} {'mean hits':>10} {'min':>4} {'P(≥ 8)':>7}")
+    for (order, eps), hs in hits.items():
         sigma = next(iter(results["seeds"].values()))["epsilons"][eps]["sigma"]
         at_least_8 = sum(h >= 8 for h in hs) / len(hs)
-        results["summary"][eps] = {"sigma": sigma, "mean_hits": statistics.mean(hs), "min_hits": min(hs),
-                                   "p_at_least_8": at_least_8, "n": len(hs)}
-        print(f"{eps:>6g} {sigma:>7.2f} {statistics.mean(hs):>10.2f} {min(hs):>4} {at_least_8:>7.2f}")
+        results["summary"][f"{order} {eps:g}"] = {
+            "order": order, "epsilon": eps, "sigma": sigma, "mean_hits": statistics.mean(hs),
+            "min_hits": min(hs), "p_at_least_8": at_least_8, "n": len(hs)}
+        print(f"{order:>12} {eps:>6g} {sigma:>7.2f} {statistics.mean(hs):>10.2f} {min(hs):>4} {at_least_8:>7.2f}")
     args.out.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nwrote {args.out}")
 

@@ -30,6 +30,10 @@ class PrivImageConfig(DiffusionConfig):
     query_topk: int = Field(1, ge=1, description="k: public classes each private image votes for")
     query_epochs: int = Field(10, ge=1, description="epochs of the public-label classifier (the semantic query function)")
     selection_ratio: float = Field(0.3, gt=0, le=1, description="fraction of the public classes selected in all, shared among the private classes (at least one each); DPImageBench CIFAR-10 with ImageNet: 0.05")
+    selection_order: Literal["class", "round-robin"] = Field(
+        "class", description="'class': each private class takes all its public classes in turn "
+        "(DPImageBench); 'round-robin': each takes its best free class before any takes a second, "
+        "which stops one class's second choice from cascading (mnist5k: see docs)")
     classes_per_private_class: int | None = Field(None, ge=1, description="public classes per private class (overrides selection_ratio)")
     pretrain_epochs: int = Field(20, ge=0, description="non-private epochs on the selected public images")
     pretrain_batch_size: int = Field(128, ge=1)

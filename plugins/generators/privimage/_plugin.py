@@ -85,7 +85,7 @@ class PrivImage(DiffusionGenerator):
         else:
             noisy = hist  # the non-private reference: the same recipe without noise
         # (3) selection and relabelling (post-processing)
-        selected = select_public_classes(noisy, per_class)
+        selected = select_public_classes(noisy, per_class, cfg.selection_order)
         chosen = relabelled_public(public, selected, private.class_names)
         self.train_info["selection"] = {
             private.class_names[i]: [public.class_names[j] for j in js] for i, js in enumerate(selected)
@@ -94,6 +94,7 @@ class PrivImage(DiffusionGenerator):
                 else f"auto: {cfg.query_budget_share:g} of the budget's μ²")
         self.train_info["query"] = {"sigma": sigma, "sigma_rule": rule, "augment": cfg.query_augment,
                                     "topk": cfg.query_topk, "classes_per_private_class": per_class,
+                                    "selection_order": cfg.selection_order,
                                     "public_images_selected": len(chosen)}
         # (4) non-private pretraining on the relabelled public images
         if cfg.pretrain_epochs > 0:

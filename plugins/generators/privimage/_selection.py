@@ -2,8 +2,12 @@
 
 Private classes are served in order; each takes its ``per_class`` highest
 noisy public classes that no earlier private class took, so no public image
-carries two labels. The selected public images are relabelled with the
-private class and become the pretraining set.
+carries two labels (DPImageBench's procedure, ``order="class"``). With more
+than one class each, that order cascades: on ``mnist5k`` digit 0 takes "O" and
+then "2", so 2 takes "3", 3 takes "5" … ``order="round-robin"`` instead lets
+every private class take its best free public class before any takes a
+second. The selected public images are relabelled with the private class and
+become the pretraining set.
 """
 
 from __future__ import annotations
@@ -29,20 +33,26 @@ def classes_per_private(selection_ratio: float, num_public: int, num_private: in
     return n
 
 
-def select_public_classes(noisy: torch.Tensor, per_class: int) -> list[list[int]]:
-    """For each private class (row), its ``per_class`` top public classes, skipping taken ones."""
+def select_public_classes(noisy: torch.Tensor, per_class: int, order: str = "class") -> list[list[int]]:
+    """For each private class (row), its ``per_class`` top public classes, skipping taken ones.
+
+    ``order="class"``: row 0 takes all of its classes, then row 1, …;
+    ``order="round-robin"``: every row takes one class per round, in row order.
+    """
+    if order not in ("class", "round-robin"):
+        raise ValueError(f"selection order {order!r}: use 'class' or 'round-robin'")
+    ranked = [torch.argsort(row, descending=True, stable=True).tolist() for row in noisy]
     taken: set[int] = set()
-    selected: list[list[int]] = []
-    for row in noisy:
-        mine: list[int] = []
-        for j in torch.argsort(row, descending=True, stable=True).tolist():
-            if j in taken:
-                continue
-            mine.append(j)
-            taken.add(j)
-            if len(mine) == per_class:
-                break
-        selected.append(mine)
+    selected: list[list[int]] = [[] for _ in ranked]
+    rounds, takes = (per_class, 1) if order == "round-robin" else (1, per_class)
+    for _ in range(rounds):
+        for mine, ranking in zip(selected, ranked, strict=True):
+            for _ in range(takes):
+                j = next((j for j in ranking if j not in taken), None)
+                if j is None:
+                    break
+                mine.append(j)
+                taken.add(j)
     return selected
 
 
