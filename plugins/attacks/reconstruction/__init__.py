@@ -30,6 +30,7 @@ Per-target arrays go to ``reconstruction.npz``, a sample grid to ``reconstructio
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import ClassVar, Literal
 
@@ -246,8 +247,9 @@ def _save(workdir, res: dict, targets: torch.Tensor) -> None:
         n = min(len(targets), 16)
         grid = torch.cat([targets[:n], first["observation"][:n], first["reconstruction"][:n]])
         save_image(grid, workdir / "reconstructions.png", nrow=n, padding=1)
-    except Exception:  # noqa: BLE001 - a picture is a nicety, never a failure
-        pass
+    except Exception:  # noqa: BLE001 - a picture is a nicety, never a failure; but say why it is missing
+        logging.getLogger("ppds.attacks").warning("reconstruction: could not draw %s", workdir / "reconstructions.png",
+                                                  exc_info=True)
 
 
 @hookimpl
