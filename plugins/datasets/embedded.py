@@ -182,9 +182,9 @@ class Glyphs(DatasetProvider):
         return Availability(ok, f"embedded ({', '.join(drawn[s] for s in self.config.styles)})" if ok else why)
 
     def load(self) -> tuple[ImageSet, ImageSet | None]:
-        ok, why = font_available() if "font" in self.config.styles else (True, "")
-        if not ok:
-            raise DataNotFoundError(f"glyphs: {why}; or set styles: [pen], which needs no font")
+        avail = self.availability()
+        if not avail.available:
+            raise DataNotFoundError(f"glyphs: {avail.detail}; or set styles: [pen], which needs no font")
         cfg = self.config
         images, labels = render_glyphs(
             cfg.per_class, cfg.image_size, cfg.seed, fill=cfg.fill,

@@ -28,7 +28,7 @@ from ppds_core import (
 )
 
 from ._classifiers import device_for
-from ._domain import check_same_shape, domain_space
+from ._domain import DomainSpace, check_same_shape, domain_space
 from ._fid_core import extract_features, fid_against, fid_metric
 from ._frechet import frechet_distance, gaussian_stats
 from ._inception import find_inception_weights, inception_extractor
@@ -147,6 +147,11 @@ class _DomainOptions(PluginConfig):
         0, description="fixed across matrix seeds, so every cell shares one feature space"
     )
 
+    def space(self, ctx: EvalContext) -> DomainSpace:
+        """The cell's domain feature space under these options (cached across cells)."""
+        return domain_space(ctx.splits, ctx.cache_dir, arch=self.arch, epochs=self.epochs,
+                            seed=self.seed, device=device_for(ctx.trainer))
+
 
 class FdDomain(Metric):
     """Fréchet distance in a holdout-trained classifier's penultimate features (lower is better).
@@ -167,14 +172,7 @@ class FdDomain(Metric):
         cfg = self.config
         _check_enough(ctx.synthetic, "fd-domain")
         check_same_shape(ctx.synthetic, ctx.splits.holdout, "fd-domain")
-        space = domain_space(
-            ctx.splits,
-            ctx.cache_dir,
-            arch=cfg.arch,
-            epochs=cfg.epochs,
-            seed=cfg.seed,
-            device=device_for(ctx.trainer),
-        )
+        space = cfg.space(ctx)
         fake = _subsample(ctx.synthetic, cfg.max_samples, ctx.seed)
         value = frechet_distance(gaussian_stats(space.features(fake.images)), space.real_stats)
         extra = {
@@ -217,14 +215,7 @@ class PrecisionRecall(Metric):
         cfg = self.config
         if cfg.features == "domain":
             check_same_shape(fake, real, "precision-recall")
-            space = domain_space(
-                ctx.splits,
-                ctx.cache_dir,
-                arch=cfg.arch,
-                epochs=cfg.epochs,
-                seed=cfg.seed,
-                device=device_for(ctx.trainer),
-            )
+            space = cfg.space(ctx)
             real_feats = space.real_features
             if len(real_feats) > len(real):  # capped: the same subsample, in the cached space
                 real_feats = space.features(real.images)
