@@ -19,6 +19,7 @@ from .errors import (
     BudgetError,
     ConfigError,
     DataNotFoundError,
+    LedgerError,
     PluginClashError,
     PluginNotFoundError,
     PpdsError,
@@ -41,6 +42,7 @@ from .interfaces import (
     PluginConfig,
 )
 from .privacy.ledger import DPSGDSpend, GaussianSpend, Ledger
+from .privacy.release import GaussianRelease, gaussian_release
 from .registry import PluginInfo, get_registry, reset_registry
 
 __all__ = [
@@ -67,6 +69,8 @@ __all__ = [
     "Ledger",
     "DPSGDSpend",
     "GaussianSpend",
+    "GaussianRelease",
+    "gaussian_release",
     # registry and calls
     "PluginInfo",
     "get_registry",
@@ -88,6 +92,7 @@ __all__ = [
     "DataNotFoundError",
     "WeightsNotFoundError",
     "BudgetError",
+    "LedgerError",
     "SkipMeasurement",
 ]
 

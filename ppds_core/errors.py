@@ -20,6 +20,8 @@ __all__ = [
     "DataNotFoundError",
     "WeightsNotFoundError",
     "BudgetError",
+    "LedgerError",
+    "UnsafeFileError",
     "SkipMeasurement",
     "did_you_mean",
 ]
@@ -57,6 +59,17 @@ class WeightsNotFoundError(PpdsError, FileNotFoundError):
 
 class BudgetError(PpdsError, ValueError):
     """A privacy budget or DP-SGD setting that cannot be honoured."""
+
+
+class LedgerError(PpdsError):
+    """A generator's ledger does not hold (its ε understates its spends, it overspends,
+    or it calls a noisy release ε = ∞); the message names the plugin. The cell fails."""
+
+
+class UnsafeFileError(PpdsError):
+    """A weights, checkpoint or run-folder file ppds refuses to read or write: loading it
+    could run code (a pickle of more than tensors), it is not the file it claims to be, or
+    it names (or is linked to) a path outside the folder it belongs to."""
 
 
 class SkipMeasurement(Exception):  # noqa: N818 - a signal, not an error

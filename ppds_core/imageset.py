@@ -187,9 +187,47 @@ def make_splits(
         n_test = min(_count(sizes.test, len(test)), len(test))
         tperm = torch.randperm(len(test), generator=gen)[:n_test]
         test_set = test.subset(tperm, f"{test.name}/test")
-    return Splits(
+    splits = Splits(
         private=train.subset(priv, f"{train.name}/private"),
         holdout=train.subset(hold, f"{train.name}/holdout"),
         test=test_set,
         public=public,
     )
+    if public is not None:
+        check_public_disjoint(splits.private, public)
+    return splits
+
+
+def _pixel_digests(images: ImageSet) -> list[bytes]:
+    """One digest per image of its 8-bit pixels (what a saved PNG would hold)."""
+    import hashlib
+
+    pixels = (images.images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return [hashlib.blake2b(p.tobytes(), digest_size=16).digest() for p in pixels]
+
+
+def shared_images(a: ImageSet, b: ImageSet) -> int:
+    """How many images of ``a`` are pixel-identical (as 8-bit images) to an image of ``b``."""
+    if tuple(a.shape) != tuple(b.shape):
+        return 0  # different sizes or channels: no image can be an exact duplicate
+    theirs = set(_pixel_digests(b))
+    return sum(d in theirs for d in _pixel_digests(a))
+
+
+def check_public_disjoint(private: ImageSet, public: ImageSet) -> None:
+    """Refuse a public set that contains images of the private split.
+
+    DP protects the private split only; a generator that pretrains on public
+    data (PrivImage) or selects from it would learn a duplicated private image
+    with no noise at all, outside every ledger. Exact duplicates of the 8-bit
+    pixels are what this catches (e.g. ``mnist5k`` private with ``public: mnist``).
+    """
+    from .errors import ConfigError
+
+    k = shared_images(private, public)
+    if k:
+        raise ConfigError(
+            f"the public set {public.name!r} contains {k} image(s) identical to images of the "
+            f"private split {private.name!r}: DP protects only the private data, so public data "
+            "must be disjoint from it; choose another public set, or remove those images from it"
+        )

@@ -106,6 +106,9 @@ class FitContext:
     ``public`` is a *different* dataset anyone may use (PrivImage pretrains on
     it); ``trainer`` is passed to Lightning's ``Trainer`` (devices, strategy,
     num_nodes); ``progress(step, total, info)`` reports training progress.
+    ``seed`` seeds everything that is *not* a privacy mechanism (initialisation,
+    latents, image sampling); DP noise and Poisson batches come from OS entropy
+    unless ``reproducible_noise`` (docs/privacy-accounting.md, "Threat model").
     """
 
     seed: int = 0
@@ -114,6 +117,10 @@ class FitContext:
     workdir: Path | None = None
     accountant: str = "prv"
     progress: Callable[[int, int, dict[str, Any]], None] | None = None
+    #: derive DP noise and Poisson batches from ``seed`` instead of OS entropy (tests,
+    #: bit-exact comparisons); ε then does not hold against a reader of the config.
+    #: Draw a mechanism's randomness with ``ppds_core.privacy.mechanism_generator``.
+    reproducible_noise: bool = False
 
 
 class Generator(Plugin):
@@ -131,8 +138,12 @@ class Generator(Plugin):
     """
 
     kind: ClassVar[str] = "generator"
-    #: trains with the core's DP-SGD engine; its (σ, C, q, T) are on the ledger after fit
-    trains_with_dp_sgd: ClassVar[bool] = True
+    #: trains with the core's DP-SGD engine, so its (σ, C, q, T) are on the ledger after fit
+    #: (``True``), or privatises its data another way, e.g. one Gaussian release recorded with
+    #: ``ppds_core.privacy.gaussian_release`` (``False``). No default: every generator says,
+    #: because DP-SGD attacks and bounds (audit, ReRo) apply only to the first kind; the
+    #: registry marks a generator that does not say as broken.
+    trains_with_dp_sgd: ClassVar[bool]
     #: consumes ``FitContext.public``
     uses_public_data: ClassVar[bool] = False
     #: white-box membership signals this generator exposes via ``member_signal``
@@ -145,7 +156,7 @@ class Generator(Plugin):
     @classmethod
     def capabilities(cls) -> dict[str, Any]:
         return {
-            "trains_with_dp_sgd": cls.trains_with_dp_sgd,
+            "trains_with_dp_sgd": getattr(cls, "trains_with_dp_sgd", None),
             "uses_public_data": cls.uses_public_data,
             "white_box_signals": list(cls.white_box_signals),
         }

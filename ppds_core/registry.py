@@ -133,6 +133,10 @@ class Registry:
                 raise TypeError(f"{cls.__name__} has no 'name'")
             if getattr(cls, "__abstractmethods__", None):
                 raise TypeError(f"{cls.__name__} leaves abstract methods {sorted(cls.__abstractmethods__)}")
+            if kind == "generator" and not isinstance(getattr(cls, "trains_with_dp_sgd", None), bool):
+                raise TypeError(
+                    f"{cls.__name__} does not declare trains_with_dp_sgd: set it to True if it trains "
+                    "with ppds' DP-SGD engine, or False if it privatises its data another way")
             found.append(
                 PluginInfo(name, kind, dist_name, dist_version, ep.value, cls=cls, entry_point_name=ep.name)
             )

@@ -29,6 +29,7 @@ SOURCE = (
 
     from ppds_core import (Attack, Availability, DatasetConfig, DatasetProvider, DPSGDSpend, Generator,
                            ImageSet, Ledger, Measurement, Metric, PluginConfig, SkipMeasurement, hookimpl)
+    from ppds_core.privacy import epsilon_of
 
 
     def count(event):
@@ -101,12 +102,14 @@ SOURCE = (
         noise: float = 0.1
         fail: bool = False
         overspend: bool = False
+        understate: bool = False  # claim half the ε its spends compose to
 
 
     class FakeGen(Generator):
         """Mean image plus noise; a ledger with one DP-SGD spend at finite ε."""
         name = "fake-gen"
         Config = FakeGenConfig
+        trains_with_dp_sgd = True
 
         @classmethod
         def smoke_config(cls, config):
@@ -125,9 +128,15 @@ SOURCE = (
             self.class_names = private.class_names
             self.ledger = Ledger(target_epsilon=budget.epsilon, delta=budget.delta, accountant=ctx.accountant)
             if budget.is_private:
-                self.ledger.spends.append(DPSGDSpend(noise_multiplier=1.1, sample_rate=0.1,
+                # an honest ledger: ε is the accountant's of the spend (the core recomputes it);
+                # "overspend" records far too little noise for the target
+                sigma = 0.3 if self.config.overspend else 5.0
+                self.ledger.spends.append(DPSGDSpend(noise_multiplier=sigma, sample_rate=0.1,
                                                      steps=self.config.steps, max_grad_norm=1.0))
-                self.ledger.epsilon_spent = budget.epsilon * (2.0 if self.config.overspend else 0.98)
+                self.ledger.epsilon_spent = epsilon_of(self.ledger.spends, budget.delta, ctx.accountant)
+                if self.config.understate:
+                    self.ledger.epsilon_spent /= 2
+                self.ledger.reproducible_noise = ctx.reproducible_noise  # its "noise" follows the run
             else:
                 self.ledger.epsilon_spent = math.inf
             return self.ledger

@@ -138,15 +138,15 @@ def test_make_opacus_accountant_steps_and_matches():
         dp_sgd_epsilon(1.2, 0.05, 50, 1e-5, "rdp")
     )
     assert "history" in make_opacus_accountant("prv").state_dict()
-    assert make_opacus_accountant("gdp").mechanism() == "gdp"
+    with pytest.raises(ConfigError, match="under-report"):
+        make_opacus_accountant("gdp")  # the CLT approximation never trains
     with pytest.raises(ConfigError, match="did you mean 'rdp'"):
         make_opacus_accountant("rpd")
 
 
 @pytest.mark.parametrize(
     "accountant,target",
-    [("gdp", 0.5), ("gdp", 1.0), ("gdp", 3.0), ("gdp", 10.0),
-     ("rdp", 0.5), ("rdp", 1.0), ("rdp", 3.0), ("rdp", 10.0),
+    [("rdp", 0.5), ("rdp", 1.0), ("rdp", 3.0), ("rdp", 10.0),
      ("prv", 1.0), ("prv", 3.0)],
 )
 def test_calibration_is_feasible_and_tight(accountant, target):
@@ -165,6 +165,11 @@ def test_calibration_composes_other_spends():
     total = epsilon_of([*query, _spend(sigma, q, steps)], delta, "prv")
     assert total <= target
     assert epsilon_of([*query, _spend(sigma * 0.99, q, steps)], delta, "prv") > target
+
+
+def test_gdp_cannot_calibrate_noise():
+    with pytest.raises(ConfigError, match="cannot calibrate noise or fill a ledger"):
+        calibrate_noise_multiplier(1.0, 1e-5, 0.02, 200, "gdp")
 
 
 def test_calibration_errors():

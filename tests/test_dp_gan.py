@@ -41,7 +41,7 @@ def digits() -> ImageSet:
 @pytest.fixture(scope="module")
 def fitted(digits) -> DPGAN:
     model = DPGAN(TINY)
-    model.fit(digits, PrivacyBudget(epsilon=5.0, delta=1e-5), FitContext(seed=7))
+    model.fit(digits, PrivacyBudget(epsilon=5.0, delta=1e-5), FitContext(seed=7, reproducible_noise=True))
     return model
 
 
@@ -130,7 +130,7 @@ def test_samples_are_canonical_balanced_and_named(fitted, digits):
 
 def test_same_seed_same_model(fitted, digits):
     again = DPGAN(TINY)
-    again.fit(digits, PrivacyBudget(epsilon=5.0, delta=1e-5), FitContext(seed=7))
+    again.fit(digits, PrivacyBudget(epsilon=5.0, delta=1e-5), FitContext(seed=7, reproducible_noise=True))
     assert torch.equal(again.sample(20, seed=0).images, fitted.sample(20, seed=0).images)
     assert again.ledger == fitted.ledger
 
@@ -149,7 +149,7 @@ def test_save_load_round_trip(fitted, tmp_path):
 
 def test_non_private_reference_row(digits):
     model = DPGAN(TINY)
-    ledger = model.fit(digits, PrivacyBudget(epsilon="inf"), FitContext(seed=7))
+    ledger = model.fit(digits, PrivacyBudget(epsilon="inf"), FitContext(seed=7, reproducible_noise=True))
     assert not ledger.is_private and ledger.spends == [] and ledger.epsilon_spent == math.inf
     assert model.dp_sgd_params() is None
     assert model.train_info["discriminator_steps"] == 2 * math.ceil(len(digits) / 30)

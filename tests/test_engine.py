@@ -81,13 +81,15 @@ class Classifier(DPSGDModule):
         self.private_step(self.loss_scale * losses)
 
 
-def fit(module, *, eps=2.0, batch_size=12, steps=None, epochs=None, accountant="gdp", seed=0,
+def fit(module, *, eps=2.0, batch_size=12, steps=None, epochs=None, accountant="rdp", seed=0,
         data=None, **plan_kw):
     if steps is None and epochs is None:
         steps = 3
     plan = DPSGDPlan(budget=PrivacyBudget(epsilon=eps), batch_size=batch_size, steps=steps,
                      epochs=epochs, accountant=accountant, **plan_kw)
-    return fit_private(module, data if data is not None else Indexed(), plan, FitContext(seed=seed))
+    # seeded noise: these tests compare runs bit for bit (test_privacy_claims covers the default)
+    return fit_private(module, data if data is not None else Indexed(), plan,
+                       FitContext(seed=seed, reproducible_noise=True))
 
 
 def built(seed: int = 0, **kw) -> Classifier:
@@ -249,7 +251,7 @@ def test_epsilon_spent_meets_the_target(target):
     assert ledger.epsilon_spent <= target
     assert ledger.epsilon_spent >= 0.97 * target  # calibrated, not merely safe
     assert ledger_epsilon(ledger) == pytest.approx(ledger.epsilon_spent, rel=1e-9)
-    assert ledger.accountant == "gdp" and ledger.secure_rng is False
+    assert ledger.accountant == "rdp" and ledger.secure_rng is False
 
 
 def test_other_spends_are_composed_and_recorded():
@@ -284,7 +286,7 @@ def test_progress_reports_epsilon_so_far():
     seen = []
     m = built()
     plan = DPSGDPlan(budget=PrivacyBudget(epsilon=2.0), batch_size=12, steps=4,
-                     accountant="gdp", progress_every=1)
+                     accountant="rdp", progress_every=1)
     ledger = fit_private(m, Indexed(), plan,
                          FitContext(seed=0, progress=lambda s, t, info: seen.append((s, t, info))))
     assert [s for s, _, _ in seen] == [1, 2, 3, 4] and {t for _, t, _ in seen} == {4}
@@ -356,7 +358,7 @@ def test_what_cannot_be_honoured_is_refused_before_training():
     with pytest.raises(ConfigError, match="did you mean 'ghost'"):
         plan_dp_sgd(DPSGDPlan(budget=PrivacyBudget(epsilon=1.0), batch_size=4, steps=1,
                               grad_sample_mode="ghots"), N)
-    plan = DPSGDPlan(budget=PrivacyBudget(epsilon=1.0), batch_size=4, steps=1, accountant="gdp")
+    plan = DPSGDPlan(budget=PrivacyBudget(epsilon=1.0), batch_size=4, steps=1, accountant="rdp")
     with pytest.raises(ConfigError, match="max_steps"):
         fit_private(m, Indexed(), plan, FitContext(trainer={"max_steps": 10}))
     with pytest.raises(ConfigError, match="ddp_spawn"):
@@ -405,17 +407,17 @@ class _SaveAndStop(pl.Callback):
 
 
 def test_resume_from_a_checkpoint_continues_the_ledger(tmp_path):
-    plan = DPSGDPlan(budget=PrivacyBudget(epsilon=3.0), batch_size=12, steps=7, accountant="gdp")
+    plan = DPSGDPlan(budget=PrivacyBudget(epsilon=3.0), batch_size=12, steps=7, accountant="rdp")
     whole = built()
-    full = fit_private(whole, Indexed(), plan, FitContext(seed=1))
+    full = fit_private(whole, Indexed(), plan, FitContext(seed=1, reproducible_noise=True))
 
     ckpt = tmp_path / "mid.ckpt"
     first = built()
     with pytest.raises(_Interrupt):
-        fit_private(first, Indexed(), plan, FitContext(seed=1), callbacks=[_SaveAndStop(3, ckpt)])
+        fit_private(first, Indexed(), plan, FitContext(seed=1, reproducible_noise=True), callbacks=[_SaveAndStop(3, ckpt)])
     assert first.dp.steps_done == 3
     second = built()
-    resumed = fit_private(second, Indexed(), plan, FitContext(seed=1), ckpt_path=ckpt)
+    resumed = fit_private(second, Indexed(), plan, FitContext(seed=1, reproducible_noise=True), ckpt_path=ckpt)
     assert second.dp.steps_done == 7 and len(second.batches) == 4  # not 3 + 7
     assert resumed.dp_sgd() == full.dp_sgd()
     assert resumed.epsilon_spent == full.epsilon_spent <= 3.0
@@ -427,14 +429,14 @@ def test_resume_from_a_checkpoint_continues_the_ledger(tmp_path):
     # a checkpoint taken after the last step: resuming spends nothing more
     done = tmp_path / "done.ckpt"
     with pytest.raises(_Interrupt):
-        fit_private(built(), Indexed(), plan, FitContext(seed=1), callbacks=[_SaveAndStop(7, done)])
+        fit_private(built(), Indexed(), plan, FitContext(seed=1, reproducible_noise=True), callbacks=[_SaveAndStop(7, done)])
     again = built()
-    assert fit_private(again, Indexed(), plan, FitContext(seed=1), ckpt_path=done) == full
+    assert fit_private(again, Indexed(), plan, FitContext(seed=1, reproducible_noise=True), ckpt_path=done) == full
     assert again.batches == [] and again.dp.steps_done == 7
 
-    other = DPSGDPlan(budget=PrivacyBudget(epsilon=3.0), batch_size=6, steps=7, accountant="gdp")
+    other = DPSGDPlan(budget=PrivacyBudget(epsilon=3.0), batch_size=6, steps=7, accountant="rdp")
     with pytest.raises(BudgetError, match="different DP-SGD schedule"):
-        fit_private(built(), Indexed(), other, FitContext(seed=1), ckpt_path=ckpt)
+        fit_private(built(), Indexed(), other, FitContext(seed=1, reproducible_noise=True), ckpt_path=ckpt)
 
 
 # --------------------------------------------------------------------------- a DP-GAN shape
@@ -511,7 +513,7 @@ def test_strategy_resolution_never_uses_lightnings_gradient_syncing_ddp():
 
 def test_non_private_plan_has_no_noise_and_the_same_schedule():
     private = plan_dp_sgd(DPSGDPlan(budget=PrivacyBudget(epsilon=1.0), batch_size=10, epochs=3,
-                                    accountant="gdp"), 95)
+                                    accountant="rdp"), 95)
     public = plan_dp_sgd(DPSGDPlan(budget=PrivacyBudget(epsilon=math.inf), batch_size=10,
                                    epochs=3), 95)
     assert public.noise_multiplier == 0.0 and not public.private

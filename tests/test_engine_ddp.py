@@ -57,8 +57,8 @@ SCRIPT = textwrap.dedent(
         model = Model()
         start = {k: v.clone() for k, v in model.state_dict().items()}
         plan = DPSGDPlan(budget=PrivacyBudget(epsilon=eps), batch_size=24, steps=4,
-                         accountant="gdp", max_physical_batch_size=physical)
-        ledger = fit_private(model, data, plan, FitContext(seed=0, trainer=trainer))
+                         accountant="rdp", max_physical_batch_size=physical)
+        ledger = fit_private(model, data, plan, FitContext(seed=0, trainer=trainer, reproducible_noise=True))
         torch.save({"start": start, "end": model.state_dict(), "ledger": ledger.to_json(),
                     "world": model.dp.world_size, "steps": model.dp.steps_done},
                    os.path.join(out, f"{tag}rank{model.dp.rank}.pt"))

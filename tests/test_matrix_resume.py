@@ -16,9 +16,10 @@ import yaml
 from matrix_fakes import counts, install, subprocess_env
 
 from ppds_core.cli import main
-from ppds_core.errors import BudgetError
+from ppds_core.errors import LedgerError
 from ppds_core.imageset import ImageSet
 from ppds_core.matrix import append_rows, fit_generator, read_results, read_rows, run_matrix
+from ppds_core.privacy import DPSGDSpend, epsilon_of
 from ppds_core.privacy.ledger import Ledger
 
 CLI = "import sys; from ppds_core.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -96,7 +97,9 @@ def test_reader_skips_torn_lines_and_the_writer_starts_a_fresh_line(tmp_path):
 def test_fit_generator_python_and_cli_leave_the_cell_artifacts(fakes, tmp_path, capsys):
     outcome = fit_generator("fake-gen", "tiny-set", 3, tmp_path / "py", config={"steps": 1}, samples=12,
                             public="tiny-public")
-    assert outcome.ledger.target_epsilon == 3 and outcome.ledger.epsilon_spent == pytest.approx(2.94)
+    spend = DPSGDSpend(noise_multiplier=5.0, sample_rate=0.1, steps=1, max_grad_norm=1.0)
+    assert outcome.ledger.target_epsilon == 3
+    assert outcome.ledger.epsilon_spent == pytest.approx(epsilon_of([spend], 1e-5))
     assert len(outcome.samples) == 12
     code = main(["fit", "fake-gen", "--dataset", "tiny-set", "--epsilon", "inf", "--config", '{"steps": 1}',
                  "--samples", "10", "--out", str(tmp_path / "cli"), "--quiet"])
@@ -113,7 +116,7 @@ def test_fit_generator_python_and_cli_leave_the_cell_artifacts(fakes, tmp_path, 
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "stepz" in capsys.readouterr().err
     # a generator that spends more than its target fails the fit; its ledger stays visible
-    with pytest.raises(BudgetError, match="over its target"):
+    with pytest.raises(LedgerError, match="over its target"):
         fit_generator("fake-gen", "tiny-set", 2, tmp_path / "over", config={"overspend": True}, samples=8)
-    assert Ledger.read(tmp_path / "over" / "ledger.json").epsilon_spent == pytest.approx(4.0)
+    assert Ledger.read(tmp_path / "over" / "ledger.json").epsilon_spent > 2
     assert not (tmp_path / "over" / "fit.json").exists()

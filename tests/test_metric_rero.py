@@ -27,6 +27,7 @@ class _FakeGenerator(Generator):
     """Just enough of a generator for a metric that reads only the ledger."""
 
     name = "fake"
+    trains_with_dp_sgd = True
 
     def fit(self, private, budget, ctx):  # pragma: no cover - never trained here
         raise NotImplementedError

@@ -86,6 +86,8 @@ def _epsilon(args) -> int:
     }
     if args.accountant == "gdp":
         out["mu"] = gdp_mu([(args.noise_multiplier, args.sample_rate, args.steps)])
+        out["approximation"] = ("central-limit approximation: may under-report ε, never "
+                                "used to calibrate or fill a ledger")
     if args.json:
         print_json(out)
         return 0
@@ -94,6 +96,7 @@ def _epsilon(args) -> int:
         f"ε = [bold]{eps:.4g}[/] at δ = {args.delta:g} ({args.accountant}{extra}) for "
         f"{args.steps} steps of Poisson-subsampled DP-SGD, σ = {args.noise_multiplier:g}, "
         f"q = {args.sample_rate:g}"
+        + (f"\n[yellow]approximation[/]: {out['approximation']}" if "approximation" in out else "")
     )
     return 0
 

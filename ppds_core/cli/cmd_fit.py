@@ -25,7 +25,11 @@ def register(sub) -> None:
     p.add_argument("--public", metavar="NAME", help="public dataset, for generators that use one")
     p.add_argument("--samples", type=int, default=2000, help="synthetic images to draw (default 2000)")
     p.add_argument("--trainer", metavar="JSON|FILE", help="options for Lightning's Trainer")
-    p.add_argument("--accountant", default="prv", help="accountant (rdp | prv | gdp)")
+    p.add_argument("--accountant", default="prv", choices=("prv", "rdp"),
+                   help="accountant that calibrates σ and fills the ledger (default prv)")
+    p.add_argument("--reproducible-noise", action="store_true",
+                   help="derive DP noise and Poisson batches from --seed (tests, bit-exact reruns); "
+                        "ε then does not hold against anyone who knows the seed")
     p.add_argument("--smoke", action="store_true", help="cut training to a few steps")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for model/, ledger.json, samples")
     p.add_argument("--quiet", action="store_true")
@@ -75,6 +79,7 @@ def _run(args) -> int:
             dataset_config=load_options(args.dataset_config, "--dataset-config"), public=args.public,
             trainer=load_options(args.trainer, "--trainer"), samples=args.samples,
             accountant=args.accountant, smoke=args.smoke, progress=progress,
+            reproducible_noise=args.reproducible_noise,
         )
     finally:
         if bar is not None:

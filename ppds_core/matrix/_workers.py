@@ -69,6 +69,7 @@ def fit_in_workers(gen_cls: type[Generator], gen_config: Any, private: ImageSet,
         "generator": gen_cls.name, "config": config,
         "epsilon": "inf" if not budget.is_private else budget.epsilon, "delta": budget.delta,
         "seed": ctx.seed, "trainer": ctx.trainer, "accountant": ctx.accountant,
+        "reproducible_noise": bool(ctx.reproducible_noise),
         "out_dir": str(out_dir), "workdir": str(work), "samples": n_samples, "sample_seed": sample_seed,
         "private": _save_set(private, work / "private.pt"),
         "public": _save_set(ctx.public, work / "public.pt") if ctx.public is not None else None,
@@ -98,7 +99,8 @@ def main(argv: list[str]) -> int:
     gen_cls = get_registry().get(spec["generator"], "generator")
     config = gen_cls.validate_config(spec["config"], where=f"{spec['generator']}.config")
     ctx = FitContext(seed=spec["seed"], public=_load_set(spec["public"]) if spec["public"] else None,
-                     trainer=spec["trainer"], workdir=Path(spec["workdir"]), accountant=spec["accountant"])
+                     trainer=spec["trainer"], workdir=Path(spec["workdir"]), accountant=spec["accountant"],
+                     reproducible_noise=bool(spec.get("reproducible_noise", False)))
     outcome = fit_and_save(gen_cls, config, _load_set(spec["private"]),
                            PrivacyBudget(epsilon=spec["epsilon"], delta=spec["delta"]), ctx,
                            Path(spec["out_dir"]), spec["samples"], spec["sample_seed"])

@@ -30,7 +30,7 @@ __all__ = ["Cell", "expand_cells", "content_hash", "measurement_id", "parse_shar
            "REAL_DATA", "CACHE_SCHEMA"]
 
 #: bump when the meaning of cached artifacts changes, to invalidate every cache
-CACHE_SCHEMA = 1
+CACHE_SCHEMA = 2  # 2: DP noise from OS entropy by default (reproducible_noise in the key)
 #: generator name of the reference rows that evaluate metrics on the private split itself
 REAL_DATA = "real-data"
 
@@ -71,6 +71,8 @@ class Cell:
     samples: int
     smoke: bool
     accountant: str
+    #: the mechanisms' randomness derived from the seed (matrix ``reproducible_noise``)
+    reproducible_noise: bool = False
 
     @property
     def budget(self) -> PrivacyBudget:
@@ -101,6 +103,7 @@ class Cell:
             "samples": self.samples if self.generator else None,
             "accountant": self.accountant if self.generator else None,
             "smoke": self.smoke,
+            "reproducible_noise": self.reproducible_noise if self.generator else None,
         }
 
     @property
@@ -137,7 +140,7 @@ def expand_cells(matrix: ResolvedMatrix) -> list[Cell]:
             for eps in g.epsilons:
                 for seed in cfg.seeds:
                     cells.append(Cell(di, d, g.plugin, eps, cfg.delta, seed, matrix.samples,
-                                      matrix.smoke, cfg.accountant))
+                                      matrix.smoke, cfg.accountant, cfg.reproducible_noise))
         if cfg.real_data and any(e.kind == "metric" for e in matrix.evaluators):
             for seed in cfg.seeds:
                 cells.append(Cell(di, d, None, math.inf, cfg.delta, seed, 0, matrix.smoke,

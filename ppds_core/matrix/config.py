@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..budget import PrivacyBudget
 from ..errors import ConfigError, PpdsError, did_you_mean
 from ..interfaces import DatasetProvider, Plugin, PluginConfig
+from ..privacy.accounting import check_ledger_accountant
 from ..registry import get_registry
 
 __all__ = [
@@ -69,7 +70,11 @@ class MatrixConfig(_Strict):
     name: str = "matrix"
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     delta: float = 1e-5
-    accountant: str = Field("prv", description="accountant passed to generators (rdp | prv | gdp)")
+    accountant: str = Field("prv", description="accountant that calibrates σ and fills every ledger "
+                            "(prv | rdp: both upper-bound ε; gdp under-reports and is refused)")
+    reproducible_noise: bool = Field(
+        False, description="derive DP noise and Poisson batches from the seed (tests, bit-exact "
+        "comparisons); ε then does not hold against a reader of the config, and the board says so")
     samples: int = Field(2000, gt=0, description="synthetic images drawn per cell")
     real_data: bool = Field(True, description="add the 'real-data' reference row (metrics on the private split)")
     trainer: dict[str, Any] = Field(default_factory=dict, description="passed to Lightning's Trainer")
@@ -216,6 +221,7 @@ def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> Re
         PrivacyBudget(epsilon=1.0, delta=cfg.delta)
     except ValidationError as err:
         raise ConfigError(f"{source}: delta: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    check_ledger_accountant(cfg.accountant, where=f"{source}: accountant")
 
     datasets = []
     for i, d in enumerate(cfg.datasets):

@@ -73,7 +73,7 @@ def unmet_need(needs: frozenset[str] | set[str], cell: Cell, outcome: FitOutcome
         if need == "dp-sgd":
             if gen_cls is None:
                 return "needs DP-SGD parameters; the real-data reference has no generator"
-            if not gen_cls.trains_with_dp_sgd:
+            if not getattr(gen_cls, "trains_with_dp_sgd", False):
                 return f"needs DP-SGD parameters; {gen_cls.name!r} does not train with the DP-SGD engine"
             if not cell.budget.is_private:
                 return "needs DP-SGD parameters; this cell is the non-private (ε=∞) reference"
@@ -240,6 +240,8 @@ class _Runner:
             "smoke": cell.smoke,
             "reference": cell.is_reference_data or not cell.budget.is_private,
             "reference_data": cell.is_reference_data,
+            # the ledger's noise came from the public seed: the board warns that ε does not hold
+            "reproducible_noise": bool(outcome.ledger.reproducible_noise) if outcome is not None else False,
             "headline": True,  # a skipped or failed evaluation's one row stands for all it would report
         }
         row.update(fields)
@@ -266,7 +268,7 @@ class _Runner:
     _reserved = frozenset({"cell", "dataset", "generator", "epsilon", "epsilon_spent", "delta", "seed", "kind",
                            "name", "value", "higher_is_better", "status", "error", "ppds_version",
                            "measurement", "batch", "smoke", "reference", "reference_data", "evaluator",
-                           "variant", "matrix", "headline"})
+                           "variant", "matrix", "headline", "reproducible_noise"})
 
     def _record(self, rows: list[dict[str, Any]], label: str) -> None:
         append_rows(self.results, rows)
@@ -329,7 +331,8 @@ class _Runner:
         if outcome is None:
             trainer = dict(self.matrix.config.trainer)
             ctx = FitContext(seed=cell.seed, public=splits.public, trainer=trainer,
-                             workdir=cell_dir / "work", accountant=cell.accountant)
+                             workdir=cell_dir / "work", accountant=cell.accountant,
+                             reproducible_noise=self.matrix.config.reproducible_noise)
             if needs_worker_processes(trainer):
                 log.info("%s: fitting %s in its own DDP process group (log: %s)", label, gen.name,
                          cell_dir / "work" / "fit-workers.log")
@@ -357,7 +360,8 @@ class _Runner:
             shadow_dir = workdir / "shadow" / f"seed{seed}"
             shadow_dir.mkdir(parents=True, exist_ok=True)
             ctx = FitContext(seed=seed, public=splits.public, trainer=trainer, workdir=shadow_dir,
-                             accountant=cell.accountant)
+                             accountant=cell.accountant,
+                             reproducible_noise=self.matrix.config.reproducible_noise)
             if needs_worker_processes(trainer):  # a shadow model trains like the cell's own
                 return fit_in_workers(gen.cls, gen.config, private, cell.budget, ctx, shadow_dir / "fit",
                                       SHADOW_SAMPLES, seed).generator

@@ -25,6 +25,9 @@ from .bounds import (
     uninformed_ncc,
 )
 from .ledger import DPSGDSpend, GaussianSpend, Ledger, Spend
+from .randomness import SEEDED_NOISE_NOTE, mechanism_generator, mechanism_seed
+from .release import GaussianRelease, gaussian_release
+from .verify import EPSILON_RTOL, verify_ledger, within_target
 
 __all__ = [
     # ledger
@@ -32,6 +35,16 @@ __all__ = [
     "GaussianSpend",
     "Ledger",
     "Spend",
+    # releases and their verification
+    "GaussianRelease",
+    "gaussian_release",
+    "EPSILON_RTOL",
+    "verify_ledger",
+    "within_target",
+    # randomness of the mechanisms
+    "SEEDED_NOISE_NOTE",
+    "mechanism_generator",
+    "mechanism_seed",
     # accounting
     "ACCOUNTANTS",
     "epsilon_of",

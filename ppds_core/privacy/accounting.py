@@ -17,11 +17,12 @@ Accountants:
   than Opacus' fixed 0.01, so small budgets are not inflated by several %.
 - ``rdp``: Opacus' RDP accountant on a denser order grid than its default
   (a looser but very robust upper bound).
-- ``gdp``: μ-GDP via the central-limit approximation of Bu et al. 2020,
+- ``gdp`` (``ppds bounds`` only, never a ledger): μ-GDP via the central-limit approximation of Bu et al. 2020,
   μ = q·√T·√(e^{1/σ²} − 1), composed as μ = √(Σ μᵢ²), converted with
   δ(ε) = Φ(−ε/μ + μ/2) − e^ε·Φ(−ε/μ − μ/2). Full-data Gaussian mechanisms
   (q = 1) are *exactly* (√T/σ)-GDP and use that. The CLT approximation can
-  *under*-estimate ε; it is here for comparison with papers that use it.
+  *under*-estimate ε; it is here for comparison with papers that use it, and
+  :data:`LEDGER_ACCOUNTANTS` leaves it out of calibration, training and ledgers.
 """
 
 from __future__ import annotations
@@ -52,9 +53,16 @@ __all__ = [
     "ledger_epsilon",
     "make_opacus_accountant",
     "check_accountant",
+    "check_ledger_accountant",
+    "LEDGER_ACCOUNTANTS",
 ]
 
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "prv", "gdp")
+#: the accountants that *upper*-bound ε for Poisson-subsampled Gaussian mechanisms: only
+#: these may calibrate noise, train and fill a ledger. ``gdp``'s CLT approximation
+#: under-reports ε (4.6× on a small-q, few-step plan), so it answers ``ppds bounds``
+#: questions, labelled as an approximation, and nothing else.
+LEDGER_ACCOUNTANTS: tuple[str, ...] = ("prv", "rdp")
 
 #: (noise_multiplier, sample_rate, steps) per mechanism, Opacus' history format
 History = list[tuple[float, float, int]]
@@ -78,6 +86,18 @@ def check_accountant(name: str) -> str:
         raise ConfigError(
             f"unknown accountant {name!r}{did_you_mean(str(name), ACCOUNTANTS)} "
             f"(choose one of {', '.join(ACCOUNTANTS)})"
+        )
+    return name
+
+
+def check_ledger_accountant(name: str, where: str = "accountant") -> str:
+    """``name`` if it may calibrate and fill a ledger (prv, rdp), else a ConfigError."""
+    check_accountant(name)
+    if name not in LEDGER_ACCOUNTANTS:
+        raise ConfigError(
+            f"{where}: {name!r} is an approximation that can under-report ε (the CLT of μ-GDP), so "
+            f"it cannot calibrate noise or fill a ledger; use one of {', '.join(LEDGER_ACCOUNTANTS)} "
+            "(gdp stays available as `ppds bounds epsilon --accountant gdp`)"
         )
     return name
 
@@ -425,7 +445,7 @@ def calibrate_noise_multiplier(
     """
     from scipy import optimize
 
-    check_accountant(accountant)
+    check_ledger_accountant(accountant)
     if not (isinstance(target_epsilon, int | float) and target_epsilon > 0
             and math.isfinite(target_epsilon)):
         raise BudgetError(
@@ -471,15 +491,11 @@ def calibrate_noise_multiplier(
 
     # 1) a feasible σ from a cheap upper bound: RDP at integer orders only
     #    (closed form, no fractional-order series) bounds ε under every
-    #    accountant here from above — min over fewer orders ≥ RDP ≥ PRV — and
-    #    GDP is closed form anyway; bisection on it costs milliseconds
-    if accountant == "gdp":
-        def cheap(sigma: float) -> float:
-            return eps(sigma)
-    else:
-        def cheap(sigma: float) -> float:
-            hist = other + [(sigma, sample_rate, steps)]
-            return max(0.0, _rdp_epsilon_at(hist, delta, _RDP_INT_ORDERS))
+    #    ledger accountant from above — min over fewer orders ≥ RDP ≥ PRV;
+    #    bisection on it costs milliseconds
+    def cheap(sigma: float) -> float:
+        hist = other + [(sigma, sample_rate, steps)]
+        return max(0.0, _rdp_epsilon_at(hist, delta, _RDP_INT_ORDERS))
     hi = 1.0
     while cheap(hi) > target_epsilon:
         hi *= 2
@@ -542,16 +558,9 @@ def make_opacus_accountant(name: str) -> Any:
     """A fresh Opacus accountant of that kind, for stepping during training.
 
     Its ``history`` feeds :func:`epsilon_of_history`, and its
-    ``state_dict()`` goes into checkpoints. Opacus' GDP accountant warns on
-    construction (the CLT can under-estimate ε); ppds documents that instead.
+    ``state_dict()`` goes into checkpoints. Only ledger accountants train.
     """
-    check_accountant(name)
-    from opacus.accountants import GaussianAccountant, PRVAccountant, RDPAccountant
+    check_ledger_accountant(name)
+    from opacus.accountants import PRVAccountant, RDPAccountant
 
-    if name == "rdp":
-        return RDPAccountant()
-    if name == "prv":
-        return PRVAccountant()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return GaussianAccountant()
+    return {"rdp": RDPAccountant, "prv": PRVAccountant}[name]()

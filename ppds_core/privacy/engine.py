@@ -76,7 +76,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import logging
 import math
 import warnings
@@ -101,7 +100,7 @@ from ._opacus_lightning import DPDDPStrategy, build_trainer
 from ._poisson import PoissonDataLoader, is_poisson_loader
 from .accounting import (
     calibrate_noise_multiplier,
-    check_accountant,
+    check_ledger_accountant,
     epsilon_of,
     epsilon_of_history,
     make_opacus_accountant,
@@ -109,6 +108,7 @@ from .accounting import (
 )
 from .ledger import DPSGDSpend, GaussianSpend, Ledger
 from .ledger import Spend as _LedgerSpend
+from .randomness import SEEDED_NOISE_NOTE, derived_seed, mechanism_generator
 
 __all__ = [
     "GRAD_SAMPLE_MODES",
@@ -195,7 +195,7 @@ class DPSGDSchedule:
 def plan_dp_sgd(plan: DPSGDPlan, num_examples: int, default_accountant: str = "prv") -> DPSGDSchedule:
     """Check the plan against N and the budget; calibrate σ. Refuses with BudgetError."""
     budget = plan.budget
-    accountant = check_accountant(plan.accountant or default_accountant)
+    accountant = check_ledger_accountant(plan.accountant or default_accountant)
     if plan.grad_sample_mode not in GRAD_SAMPLE_MODES:
         raise ConfigError(
             f"grad_sample_mode: unknown mode {plan.grad_sample_mode!r}"
@@ -275,16 +275,7 @@ def _calibrated_sigma(epsilon: float, delta: float, sample_rate: float, steps: i
 # --------------------------------------------------------------------------- run-time state
 
 
-def _derived_seed(seed: int, *tags: object) -> int:
-    """Independent 63-bit seeds for the sampler, the noise, each rank."""
-    text = ":".join(str(t) for t in (seed, *tags)).encode()
-    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") & (2**63 - 1)
-
-
-def _generator(seed: int, *tags: object, device: torch.device | str = "cpu") -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(_derived_seed(seed, *tags))
-    return g
+_derived_seed = derived_seed  # the seeds of what is *not* a privacy mechanism
 
 
 def _secure_generator() -> Any:
@@ -325,6 +316,14 @@ class DPSGDState:
     num_workers: int = 0
     secure_generator: Any = None
     max_physical_batch_size: int | None = None
+    #: noise and Poisson batches derived from the (public) seed instead of OS entropy
+    reproducible_noise: bool = False
+
+    def mechanism_generator(self, *tags: object, device: Any = "cpu") -> Any:
+        """The generator of a privacy mechanism (noise, Poisson sampler): OS entropy
+        unless the run asked for reproducible noise (ppds_core.privacy.randomness)."""
+        return mechanism_generator(self.seed, *tags, reproducible=self.reproducible_noise,
+                                   device=device)
 
     @property
     def total_steps(self) -> int:
@@ -385,6 +384,8 @@ class DPSGDState:
             return Ledger(target_epsilon=math.inf, delta=sch.delta, accountant=sch.accountant,
                           epsilon_spent=math.inf, spends=list(sch.other_spends),
                           secure_rng=sch.secure_rng, notes=list(self.notes))
+        seeded = self.reproducible_noise and not sch.secure_rng
+        notes = [*self.notes, *([SEEDED_NOISE_NOTE] if seeded else [])]
         counted = sum(t for _, _, t in self.history())
         if counted != self.steps_done:  # pragma: no cover - guarded by private_step
             raise RuntimeError(f"accountant counted {counted} steps, engine {self.steps_done}")
@@ -394,7 +395,7 @@ class DPSGDState:
             raise BudgetError(f"epsilon_spent={eps:.4g} exceeds the target {sch.target_epsilon:g}")
         return Ledger(target_epsilon=sch.target_epsilon, delta=sch.delta,
                       accountant=sch.accountant, epsilon_spent=eps, spends=spends,
-                      secure_rng=sch.secure_rng, notes=list(self.notes))
+                      secure_rng=sch.secure_rng, reproducible_noise=seeded, notes=notes)
 
     # -- checkpoint ------------------------------------------------------------------
 
@@ -404,10 +405,14 @@ class DPSGDState:
             "steps_done": self.steps_done,
             "history": [list(h) for h in self.history()],
         }
-        if isinstance(self.sampler_generator, torch.Generator):
-            state["sampler_rng"] = self.sampler_generator.get_state()
-        if isinstance(self.noise_generator, torch.Generator):
-            state["noise_rng"] = self.noise_generator.get_state()
+        # the mechanisms' generator states only when they are seeded anyway: a state drawn
+        # from OS entropy, written to disk, would let a reader of the checkpoint predict
+        # the noise of the rest of the run (a resumed run draws fresh entropy instead)
+        if self.reproducible_noise:
+            if isinstance(self.sampler_generator, torch.Generator):
+                state["sampler_rng"] = self.sampler_generator.get_state()
+            if isinstance(self.noise_generator, torch.Generator):
+                state["noise_rng"] = self.noise_generator.get_state()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -422,6 +427,8 @@ class DPSGDState:
         self.steps_done = int(state["steps_done"])
         if self.accountant is not None:
             self.accountant.history = [(float(s), float(q), int(t)) for s, q, t in state["history"]]
+        if not self.reproducible_noise:
+            return
         if "sampler_rng" in state and isinstance(self.sampler_generator, torch.Generator):
             self.sampler_generator.set_state(state["sampler_rng"])
         if "noise_rng" in state and isinstance(self.noise_generator, torch.Generator):
@@ -674,7 +681,7 @@ def _attach(st: DPSGDState, trainer: pl.Trainer, private: nn.Module, opt) -> Non
     device = next(private.parameters()).device
     if st.secure_generator is None and st.noise_generator.device != device:
         # Opacus draws the noise on the parameters' device, with a generator of that device
-        st.noise_generator = _generator(st.seed, "noise", device=device)
+        st.noise_generator = st.mechanism_generator("noise", device=device)
     st.optimizer = make_dp_optimizer(
         opt, mode=sch.grad_sample_mode, noise_multiplier=sch.noise_multiplier,
         max_grad_norm=sch.max_grad_norm,
@@ -698,8 +705,8 @@ class _DPSGDCallback(pl.Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         st = self.st
         st.world_size, st.rank = trainer.world_size, trainer.global_rank
-        st.sampler_generator = st.secure_generator or _generator(
-            st.seed, "poisson", st.rank, st.world_size)
+        st.sampler_generator = st.secure_generator or st.mechanism_generator(
+            "poisson", st.rank, st.world_size)
         if st.pending_checkpoint is not None:
             st.load_state_dict(st.pending_checkpoint)
             st.pending_checkpoint = None
@@ -780,12 +787,13 @@ def fit_private(
     schedule = plan_dp_sgd(plan, len(dataset), default_accountant=ctx.accountant)
     secure = _secure_generator() if schedule.secure_rng else None
     state = DPSGDState(
-        schedule=schedule, seed=ctx.seed, progress=ctx.progress,
-        noise_generator=secure or _generator(ctx.seed, "noise"), secure_generator=secure,
+        schedule=schedule, seed=ctx.seed, progress=ctx.progress, secure_generator=secure,
+        reproducible_noise=bool(ctx.reproducible_noise),
         progress_every=max(1, int(plan.progress_every or schedule.total_steps // 10)),
         dataset=dataset, collate_fn=collate, num_workers=plan.num_workers,
         max_physical_batch_size=plan.max_physical_batch_size,
     )
+    state.noise_generator = secure or state.mechanism_generator("noise")
     if schedule.private:
         state.accountant = make_opacus_accountant(schedule.accountant)
     object.__setattr__(module, "_dp_state", state)
@@ -801,7 +809,8 @@ def fit_private(
         )
     try:
         with _quiet_lightning():
-            trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path is not None else None)
+            trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path is not None else None,
+                        weights_only=True)
     finally:
         if state.grads is not None:
             state.grads.remove()

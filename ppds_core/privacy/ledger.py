@@ -69,6 +69,8 @@ class Ledger(BaseModel):
     epsilon_spent: float = 0.0
     spends: list[Spend] = Field(default_factory=list)
     secure_rng: bool = False
+    #: the mechanisms' randomness was derived from the run's (public) seed, not OS entropy
+    reproducible_noise: bool = False
     notes: list[str] = Field(default_factory=list)
 
     @property

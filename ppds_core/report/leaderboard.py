@@ -128,6 +128,8 @@ class Board:
     #: claimed ε beaten by an attack's empirical lower bound (``*-epsilon-violation`` rows)
     violations: list[str] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
+    #: rows whose DP noise was derived from the public seed (matrix ``reproducible_noise``)
+    seeded_noise: list[str] = field(default_factory=list)
     #: where the compact view's note sends a reader for every column
     full_hint: str = "`ppds leaderboard DIR --full`, or the CSV / JSON"
 
@@ -250,7 +252,21 @@ def build_board(rows: list[dict[str, Any]], title: str | None = None) -> Board:
     _mark_best(board)
     _collect_notes(board, df)
     _collect_violations(board, df)
+    _collect_seeded_noise(board, df)
     return board
+
+
+#: what the board says above the tables when some ledger's noise came from the public seed
+SEEDED_NOISE_WARNING = ("Noise seeded from a public seed (`reproducible_noise: true`): the ε of these "
+                        "rows does not hold against anyone who reads the config")
+
+
+def _collect_seeded_noise(board: Board, df: pd.DataFrame) -> None:
+    if "reproducible_noise" not in df:
+        return
+    seeded = df[df["reproducible_noise"].fillna(False).astype(bool)]
+    labels = seeded[["dataset", "generator", "epsilon"]].drop_duplicates().itertuples(index=False)
+    board.seeded_noise = [f"{d} / {g} / ε={'∞' if math.isinf(e) else f'{e:g}'}" for d, g, e in labels]
 
 
 def _mark_best(board: Board) -> None:
@@ -378,6 +394,8 @@ def render_md(board: Board, full: bool = False) -> str:
     if board.violations:
         out += ["> **⚠ Privacy claim violated.** An attack's empirical ε lower bound (95 % confidence) "
                 "exceeds the ε the ledger claims:", ">"] + [f"> - {v}" for v in board.violations] + [""]
+    if board.seeded_noise:
+        out += [f"> **{SEEDED_NOISE_WARNING}:** " + ", ".join(board.seeded_noise) + ".", ""]
     out += ["↑ higher is better, ↓ lower is better; **bold** = best private row of its dataset; "
             "mean ± std over seeds.", ""]
     note = _compact_note(board, full)
@@ -458,6 +476,9 @@ def render_html(board: Board, full: bool = False) -> str:
             parts.append('<div class="smoke"><b>⚠ Privacy claim violated.</b> An attack\'s empirical ε lower '
                          "bound (95 % confidence) exceeds the ε the ledger claims:<ul>"
                          + "".join(f"<li>{esc(v)}</li>" for v in board.violations) + "</ul></div>")
+        if board.seeded_noise:
+            parts.append(f'<div class="smoke"><b>{_code_spans(esc(SEEDED_NOISE_WARNING))}:</b> '
+                         + esc(", ".join(board.seeded_noise)) + ".</div>")
         parts.append("<p>↑ higher is better, ↓ lower is better; <b>bold</b> = best private row of its dataset; "
                      "mean ± std over seeds. Click a column header to sort.</p>")
         note = _compact_note(board, full)

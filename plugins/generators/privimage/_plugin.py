@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 from ppds_plugins.generators.dp_diffusion._model import DiffusionGenerator, device_of
 from ppds_plugins.generators.dp_diffusion._objective import NoiseMultiplicityDDPMLoss
 from ppds_plugins.generators.dp_diffusion._unet import to_model_space
 
 from ppds_core import ConfigError, FitContext, ImageSet, PrivacyBudget
 from ppds_core.privacy.ledger import GaussianSpend
+from ppds_core.privacy.randomness import mechanism_generator
 
 from ._config import PrivImageConfig
 from ._pretrain import pretrain
@@ -79,7 +79,9 @@ class PrivImage(DiffusionGenerator):
         if budget.is_private:
             sigma = (auto_query_sigma(budget, cfg.query_budget_share) if cfg.query_sigma == "auto"
                      else float(cfg.query_sigma))
-            noise = torch.Generator().manual_seed(int(ctx.seed) * 7919 + 17)
+            # a privacy mechanism: OS entropy unless the run asked for reproducible noise
+            noise = mechanism_generator(ctx.seed, "privimage-query",
+                                        reproducible=ctx.reproducible_noise)
             noisy = noisy_histogram(hist, sigma, cfg.query_topk, noise)
             spends = (query_spend(sigma, cfg.query_topk),)
         else:
