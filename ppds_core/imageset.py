@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_open
+
 __all__ = ["ImageSet", "Splits", "SplitSizes", "make_splits"]
 
 
@@ -77,15 +79,13 @@ class ImageSet:
 
     def save_npz(self, path: str | Path) -> None:
         """Write as uint8 ``images``, ``labels`` and ``class_names`` (atomic)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(
-            tmp,
-            images=self.to_uint8(),
-            labels=self.labels.numpy(),
-            class_names=np.array(self.class_names),
-        )
-        tmp.replace(path)
+        with atomic_open(path) as fh:  # a planted link at the name cannot redirect it
+            np.savez_compressed(
+                fh,
+                images=self.to_uint8(),
+                labels=self.labels.numpy(),
+                class_names=np.array(self.class_names),
+            )
 
     @classmethod
     def load_npz(cls, path: str | Path, name: str = "") -> ImageSet:

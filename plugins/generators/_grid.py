@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ppds_core import ImageSet
+from ppds_core.atomic import atomic_open
 
 __all__ = ["write_class_grid"]
 
@@ -35,4 +36,5 @@ def write_class_grid(samples: ImageSet, path: str | Path, rows: int, scale: int 
     image = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    image.save(Path(path))
+    with atomic_open(Path(path)) as fh:  # a planted link at the name cannot redirect it
+        image.save(fh, format="PNG")

@@ -7,16 +7,25 @@ the same 566 tensors under the same names, and torchmetrics'
 ``NoTrainInceptionV3`` loads either. Any other network gives a different
 number, so when neither file is here we skip (naming where we looked and how
 to get it) instead of substituting something.
+
+Weights files come from the internet, so they are never unpickled: ppds reads
+the state dict itself with ``weights_only=True`` (tensors only; anything else
+is refused with one line naming the file, before any of it runs) and hands
+torch-fidelity those tensors re-serialised in memory, never the file's path
+(torch-fidelity would ``torch.load(path, weights_only=False)`` it).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import torch
 
 from ppds_core import SkipMeasurement, WeightsNotFoundError
+from ppds_core.errors import UnsafeFileError
+from ppds_core.safe_load import load_tensors
 
 __all__ = [
     "WEIGHTS_ENV",
@@ -24,6 +33,7 @@ __all__ = [
     "INCEPTION_URL",
     "hub_checkpoint_dir",
     "find_inception_weights",
+    "load_inception_state",
     "inception_extractor",
     "to_inception_input",
 ]
@@ -71,8 +81,9 @@ def find_inception_weights(configured: str | Path | None = None, download: bool 
     for path in looked:
         if path.is_file():
             return path
-    if download:
-        torch.hub.load_state_dict_from_url(INCEPTION_URL, model_dir=str(hub), progress=False)
+    if download:  # only the bytes: load_state_dict_from_url would unpickle them unrestricted
+        hub.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(INCEPTION_URL, str(hub / INCEPTION_FILES[0]), progress=False)
         return hub / INCEPTION_FILES[0]
     raise SkipMeasurement(
         "Inception weights for FID not found (looked at "
@@ -82,8 +93,26 @@ def find_inception_weights(configured: str | Path | None = None, download: bool 
     )
 
 
+def load_inception_state(weights: str | Path) -> dict[str, torch.Tensor]:
+    """The file's state dict, read without unpickling code; refused in one line otherwise."""
+    state = load_tensors(weights, "FID Inception weights file")
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise UnsafeFileError(
+            f"{weights}: not a state dict of named tensors, so not the FID Inception weights; "
+            f"use {INCEPTION_FILES[0]} ({INCEPTION_URL})"
+        )
+    return state
+
+
 def inception_extractor(weights: Path, antialias: bool = True) -> torch.nn.Module:
-    """torchmetrics' ``NoTrainInceptionV3`` (2048-d pool features) from a local file, memoised."""
+    """torchmetrics' ``NoTrainInceptionV3`` (2048-d pool features) from a local file, memoised.
+
+    torch-fidelity's constructor loads whatever it is given with
+    ``weights_only=False``; it is given an in-memory copy of the tensors
+    :func:`load_inception_state` accepted, so nothing from the file is unpickled.
+    """
     key = f"{Path(weights).resolve()}|{antialias}"
     if key not in _EXTRACTORS:
         try:
@@ -92,12 +121,22 @@ def inception_extractor(weights: Path, antialias: bool = True) -> torch.nn.Modul
             raise SkipMeasurement(
                 f"FID needs torch-fidelity (pip install torch-fidelity): {err}"
             ) from None
-        _EXTRACTORS[key] = NoTrainInceptionV3(
-            name="inception-v3-compat",
-            features_list=["2048"],
-            feature_extractor_weights_path=str(weights),
-            antialias=antialias,
-        )
+        tensors = io.BytesIO()
+        torch.save(load_inception_state(weights), tensors)
+        tensors.seek(0)
+        try:
+            extractor = NoTrainInceptionV3(
+                name="inception-v3-compat",
+                features_list=["2048"],
+                feature_extractor_weights_path=tensors,  # type: ignore[arg-type]
+                antialias=antialias,
+            )
+        except RuntimeError as err:  # load_state_dict: missing / unexpected / mis-shaped tensors
+            raise WeightsNotFoundError(
+                f"{weights} is not the FID Inception network ({str(err).splitlines()[0]}); "
+                f"use {INCEPTION_FILES[0]} ({INCEPTION_URL})"
+            ) from None
+        _EXTRACTORS[key] = extractor
     return _EXTRACTORS[key]
 
 

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from ppds_core import SkipMeasurement, WeightsNotFoundError
+from ppds_core.errors import UnsafeFileError
+from ppds_core.safe_load import load_tensors
 
 from ._inception import hub_checkpoint_dir
 
@@ -143,8 +145,9 @@ def find_lpips_backbone(
     path = hub_checkpoint_dir() / filename
     if path.is_file():
         return path
-    if download:
-        torch.hub.load_state_dict_from_url(url, model_dir=str(path.parent), progress=False)
+    if download:  # only the bytes: load_state_dict_from_url would unpickle them unrestricted
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(path), progress=False)
         return path
     raise SkipMeasurement(
         f"LPIPS ({net}) needs torchvision's ImageNet backbone, not found at {path}; download {url} "
@@ -184,8 +187,10 @@ def load_lpips(
 
 def _load_backbone(model: torch.nn.Module, path: Path, net: LpipsNet) -> None:
     """Copy ``features.<i>.*`` of a torchvision checkpoint into lpips' slices (child ``"<i>"``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    wanted = {k for k in state if k.startswith("features.")}
+    state = load_tensors(path, f"LPIPS {net} backbone checkpoint")
+    if not isinstance(state, dict):
+        raise UnsafeFileError(f"{path}: not a state dict, so not torchvision's {net} checkpoint")
+    wanted = {k for k in state if isinstance(k, str) and k.startswith("features.")}
     used: set[str] = set()
     try:
         for slice_ in model.net.children():
@@ -196,7 +201,7 @@ def _load_backbone(model: torch.nn.Module, path: Path, net: LpipsNet) -> None:
                 used |= {prefix + k for k in part}
     except RuntimeError as err:
         raise WeightsNotFoundError(
-            f"{path} is not torchvision's {net} ImageNet checkpoint: {err}"
+            f"{path} is not torchvision's {net} ImageNet checkpoint: {str(err).splitlines()[0]}"
         ) from None
     if not wanted or used != wanted:
         raise WeightsNotFoundError(

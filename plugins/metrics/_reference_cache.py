@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ppds_core.atomic import atomic_open
 
 __all__ = ["reference_key", "cached_reference", "clear_memo"]
 
@@ -57,8 +58,7 @@ def cached_reference(
         value = compute()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            torch.save(value, tmp)
-            tmp.replace(path)
+            with atomic_open(path) as fh:  # no predictable temp name a link could be planted at
+                torch.save(value, fh)
     _MEMO[memo_key] = value
     return value

@@ -108,11 +108,12 @@ def write_scores(path: str | Path, scores, is_member, **extra) -> Path:
     """Write ``scores`` (higher = member) and ``is_member`` (+ any extra arrays), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
     arrays = {k: np.asarray(v) for k, v in extra.items()}
-    np.savez_compressed(tmp, scores=np.asarray(scores, dtype=np.float64),
-                        is_member=np.asarray(is_member, dtype=bool), **arrays)
-    tmp.replace(path)
+    from ..atomic import atomic_open  # random temp name: a planted link cannot redirect it
+
+    with atomic_open(path) as fh:
+        np.savez_compressed(fh, scores=np.asarray(scores, dtype=np.float64),
+                            is_member=np.asarray(is_member, dtype=bool), **arrays)
     return path
 
 

@@ -11,21 +11,30 @@ calls :func:`~ppds_core.matrix.fit.fit_and_save` (the one fit path, which
 only global rank 0 lets write), and exits. Lightning re-executes *that*
 command for the other ranks. The runner then loads the saved cell like any
 finished fit and evaluates it in its own, single process.
+
+The work files sit in a run folder that others may write to (sharded runs on a
+shared file system), so nothing in them can run code: the tensors travel as
+safetensors (no pickle; class names and set name in its string metadata), and
+every path ``fit-spec.json`` names is resolved and refused unless it stays in
+the folder the runner put it in (data files in the spec's own folder, the
+output folder under the spec folder's parent).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from ..atomic import atomic_write_bytes, atomic_write_text, open_no_follow
 from ..budget import PrivacyBudget
+from ..errors import PpdsError, UnsafeFileError
 from ..imageset import ImageSet
 from ..interfaces import FitContext, Generator
+from ..safe_load import inside
 from .fit import FitOutcome, fit_and_save, load_fitted
 
 __all__ = ["needs_worker_processes", "fit_in_workers"]
@@ -47,15 +56,56 @@ def needs_worker_processes(trainer: dict[str, Any]) -> bool:
 
 
 def _save_set(images: ImageSet, path: Path) -> str:
-    # exact tensors, not 8-bit PNG/npz: the workers must train on the very pixels the runner holds
-    torch.save({"images": images.images, "labels": images.labels, "class_names": images.class_names,
-                "name": images.name, "meta": dict(images.meta)}, path)
+    """Exact float tensors (not 8-bit PNG/npz: the workers train on the very pixels the runner
+    holds) as safetensors, which is read without unpickling anything."""
+    from safetensors.torch import save
+
+    meta = {"class_names": json.dumps(images.class_names), "name": images.name,
+            "meta": json.dumps(dict(images.meta), default=str)}
+    atomic_write_bytes(path, save({"images": images.images.contiguous(),
+                                   "labels": images.labels.contiguous()}, metadata=meta))
     return str(path)
 
 
-def _load_set(path: str) -> ImageSet:
-    d = torch.load(path, weights_only=False)
-    return ImageSet(d["images"], d["labels"], d["class_names"], d["name"], d["meta"])
+def _load_set(path: Path) -> ImageSet:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            images, labels = f.get_tensor("images"), f.get_tensor("labels")
+        class_names = json.loads(meta["class_names"])
+        extra = json.loads(meta.get("meta", "{}"))
+        return ImageSet(images, labels, class_names, str(meta.get("name", "")), extra)
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnsafeFileError(
+            f"{path}: not a worker data file written by this ppds ({why}); it is never unpickled: "
+            "delete the cell's work/ folder and run again"
+        ) from None
+
+
+def _read_spec(spec_path: Path) -> dict[str, Any]:
+    """``fit-spec.json`` with every path it names checked (see the module doc)."""
+    try:
+        spec = json.loads(spec_path.read_text())
+    except (OSError, ValueError) as err:
+        raise UnsafeFileError(f"{spec_path}: cannot read the worker spec ({err})") from None
+    if not isinstance(spec, dict):
+        raise UnsafeFileError(f"{spec_path}: the worker spec is not a JSON object")
+    work = spec_path.parent
+    where = f"{spec_path}:"
+    try:
+        if inside(spec["workdir"], work, f"{where} workdir") != work:
+            raise UnsafeFileError(f"{where} workdir must be the spec's own folder {work}")
+        spec["workdir"] = work
+        spec["out_dir"] = inside(spec["out_dir"], work.parent, f"{where} out_dir")
+        for key in ("private", "public"):
+            if spec[key] is not None:
+                spec[key] = inside(spec[key], work, f"{where} {key}")
+    except KeyError as err:
+        raise UnsafeFileError(f"{where} the worker spec lacks {err}") from None
+    return spec
 
 
 def fit_in_workers(gen_cls: type[Generator], gen_config: Any, private: ImageSet, budget: PrivacyBudget,
@@ -64,6 +114,7 @@ def fit_in_workers(gen_cls: type[Generator], gen_config: Any, private: ImageSet,
     out_dir = Path(out_dir)
     work = ctx.workdir or out_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
+    inside(out_dir, work.parent, "a worker fit's output folder")  # what main() will accept
     config = gen_config.model_dump(mode="json") if hasattr(gen_config, "model_dump") else (gen_config or {})
     spec = {
         "generator": gen_cls.name, "config": config,
@@ -71,13 +122,14 @@ def fit_in_workers(gen_cls: type[Generator], gen_config: Any, private: ImageSet,
         "seed": ctx.seed, "trainer": ctx.trainer, "accountant": ctx.accountant,
         "reproducible_noise": bool(ctx.reproducible_noise),
         "out_dir": str(out_dir), "workdir": str(work), "samples": n_samples, "sample_seed": sample_seed,
-        "private": _save_set(private, work / "private.pt"),
-        "public": _save_set(ctx.public, work / "public.pt") if ctx.public is not None else None,
+        "private": _save_set(private, work / "private.safetensors"),
+        "public": _save_set(ctx.public, work / "public.safetensors") if ctx.public is not None else None,
     }
     spec_path = work / SPEC
-    spec_path.write_text(json.dumps(spec, indent=2))
+    atomic_write_text(spec_path, json.dumps(spec, indent=2))
     log_path = work / LOG
-    with log_path.open("w") as log:
+    log_fd = open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    with os.fdopen(log_fd, "w") as log:
         done = subprocess.run([sys.executable, "-m", __name__, str(spec_path)], stdout=log,
                               stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
@@ -95,15 +147,21 @@ def main(argv: list[str]) -> int:
     """One rank of a worker fit: ``python -m ppds_core.matrix._workers SPEC``."""
     from ..registry import get_registry
 
-    spec = json.loads(Path(argv[0]).read_text())
+    try:
+        spec = _read_spec(Path(argv[0]).resolve())
+        public = _load_set(spec["public"]) if spec["public"] else None
+        private = _load_set(spec["private"])
+    except PpdsError as err:  # one line in fit-workers.log, which the runner's error quotes
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
     gen_cls = get_registry().get(spec["generator"], "generator")
     config = gen_cls.validate_config(spec["config"], where=f"{spec['generator']}.config")
-    ctx = FitContext(seed=spec["seed"], public=_load_set(spec["public"]) if spec["public"] else None,
-                     trainer=spec["trainer"], workdir=Path(spec["workdir"]), accountant=spec["accountant"],
+    ctx = FitContext(seed=spec["seed"], public=public,
+                     trainer=spec["trainer"], workdir=spec["workdir"], accountant=spec["accountant"],
                      reproducible_noise=bool(spec.get("reproducible_noise", False)))
-    outcome = fit_and_save(gen_cls, config, _load_set(spec["private"]),
+    outcome = fit_and_save(gen_cls, config, private,
                            PrivacyBudget(epsilon=spec["epsilon"], delta=spec["delta"]), ctx,
-                           Path(spec["out_dir"]), spec["samples"], spec["sample_seed"])
+                           spec["out_dir"], spec["samples"], spec["sample_seed"])
     import torch.distributed as dist
 
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)

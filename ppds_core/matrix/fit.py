@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from .._version import __version__
+from ..atomic import atomic_write_text
 from ..budget import PrivacyBudget
 from ..errors import ConfigError
 from ..imageset import ImageSet, Splits
@@ -132,9 +133,7 @@ def fit_and_save(
         "seconds": seconds,
         "ppds_version": __version__,
     }
-    tmp = out_dir / (FIT_MARKER + ".tmp")
-    tmp.write_text(json.dumps(marker, indent=2))
-    tmp.replace(out_dir / FIT_MARKER)
+    atomic_write_text(out_dir / FIT_MARKER, json.dumps(marker, indent=2))  # never a planted link
     return FitOutcome(generator, ledger, samples, seconds, out_dir)
 
 

@@ -6,7 +6,9 @@ A ``kill -9`` therefore lands either before the write (the row is missing and
 the re-run computes it) or after it (the row is complete). Several processes
 (``--shard i/n`` on one shared folder) append to the same file: ``O_APPEND``
 makes each write land at the end, the lock keeps them from interleaving on
-filesystems where appends alone are not atomic.
+filesystems where appends alone are not atomic. The file is opened with
+``O_NOFOLLOW``: a symlink planted at ``results.jsonl`` in a shared folder is
+refused (:class:`~ppds_core.errors.UnsafeFileError`), never appended through.
 
 Read side: a line that does not parse (a torn write after a power loss or a
 full disk) is ignored with a warning, and the writer starts its next write on
@@ -27,6 +29,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from ..atomic import open_no_follow
 
 try:
     import fcntl
@@ -72,7 +76,8 @@ def append_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     payload = "".join(encode_row(r) + "\n" for r in rows).encode()
     if not payload:
         return
-    fd = os.open(os.fspath(path), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    # O_NOFOLLOW: a symlink planted at the name would have these rows appended outside the run
+    fd = open_no_follow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..atomic import NoFollowFileHandler, atomic_write_text
 from ..errors import ConfigError, PpdsError, SkipMeasurement
 from ..imageset import ImageSet, Splits
 from ..interfaces import DatasetProvider, EvalContext, FitContext, Generator, Measurement
+from ..safe_load import inside
 from ._workers import fit_in_workers, needs_worker_processes
 from .cells import Cell, expand_cells, in_shard, measurement_id, parse_shard
 from .config import ResolvedMatrix, ResolvedPlugin, check_datasets_available, load_matrix
@@ -154,7 +156,7 @@ class _RunLog:
     NAMES = ("ppds", "ppds_plugins", "ppds_core")
 
     def __init__(self, out: Path):
-        self.handler = logging.FileHandler(out / "run.log", encoding="utf-8")
+        self.handler = NoFollowFileHandler(out / "run.log", encoding="utf-8")  # a link there: refused
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self.saved: list[tuple[logging.Logger, int, bool]] = []
 
@@ -300,6 +302,7 @@ class _Runner:
             log.info("%s: cached (%s), nothing to do", label, cell_id)
             return
         cell_dir.mkdir(parents=True, exist_ok=True)
+        inside(cell_dir, self.out, "the cell folder")  # a planted link must not move the cell's writes
         self._write_cell_json(cell, cell_id, cell_dir, fingerprint)
 
         outcome: FitOutcome | None = None
@@ -433,9 +436,7 @@ class _Runner:
 
             info = {"cell": cell_id, "key": cell.key, "label": cell.label(), "data_fingerprint": fingerprint,
                     "spec": cell.spec()}
-            tmp = cell_dir / "cell.json.tmp"
-            tmp.write_text(json.dumps(_canon(info), indent=2, default=str))
-            tmp.replace(path)
+            atomic_write_text(path, json.dumps(_canon(info), indent=2, default=str))  # never a planted link
 
 
 # --------------------------------------------------------------------------- entry point

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..atomic import atomic_write_text
 
 __all__ = ["DPSGDSpend", "GaussianSpend", "Spend", "Ledger"]
 
@@ -99,13 +100,7 @@ class Ledger(BaseModel):
 
     def write(self, path: str | Path) -> None:
         """Atomic write: a crash leaves the old ledger or the new one, never half."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(self.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
+        atomic_write_text(path, self.to_json())  # random temp name: a planted link cannot redirect it
 
     @classmethod
     def read(cls, path: str | Path) -> Ledger:

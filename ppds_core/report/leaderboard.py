@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..atomic import atomic_write_text
 from ..errors import ConfigError
 from ..matrix.results import read_results, resolve_headlines
 
@@ -595,9 +596,7 @@ def render_rich(board: Board, full: bool = False):
 
 
 def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, text)  # a link planted at the name is replaced, not written through
     return path
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..atomic import atomic_open, atomic_write_bytes  # noqa: E402
 from ..imageset import ImageSet  # noqa: E402
+from ..safe_load import inside  # noqa: E402
 
 __all__ = ["sample_grid", "privacy_utility_plots", "roc_plots", "sample_grid_plots", "make_plots", "slug"]
 
@@ -68,9 +69,15 @@ def sample_grid(images: ImageSet, path: str | Path, title: str = "", per_class: 
         ax.set_title(title, fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
     return path
+
+
+def _save(fig, path: Path) -> None:
+    """PNG through :func:`~ppds_core.atomic.atomic_open`: a planted link cannot redirect it."""
+    with atomic_open(path) as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    plt.close(fig)
 
 
 def _eps_positions(eps_values: Iterable[float]) -> dict[float, float]:
@@ -112,8 +119,7 @@ def privacy_utility_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Pat
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out_dir / f"privacy-utility_{slug(dataset)}_{slug(name)}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        _save(fig, path)
         paths.append(path)
     return paths
 
@@ -147,7 +153,8 @@ def roc_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         floor = 1.0
         for r in sorted(group, key=lambda r: (r["generator"], r["epsilon"], r["seed"])):
             try:
-                with np.load(_run_dir(r) / r["scores"], allow_pickle=False) as z:
+                scores_file = inside(r["scores"], _run_dir(r), "a results row's `scores`")
+                with np.load(scores_file, allow_pickle=False) as z:
                     scores, member = np.asarray(z["scores"], float), np.asarray(z["is_member"], bool)
                 if member.all() or not member.any():
                     continue
@@ -176,8 +183,7 @@ def roc_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         ax.legend(fontsize=6)
         fig.tight_layout()
         path = out_dir / f"roc_{slug(dataset)}_{slug(attack)}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        _save(fig, path)
         paths.append(path)
     return paths
 
@@ -199,10 +205,12 @@ def sample_grid_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         if path.exists() and path.stat().st_mtime >= npz.stat().st_mtime:
             paths.append(path)
             continue
-        try:
+        try:  # a results row (or a link in the cell) must not point the copy outside the run
+            npz = inside(npz, _run_dir(r), f"cell {cell}'s samples.npz")
             drawn = npz.with_name("samples.png")  # drawn when the cell was fitted
             if drawn.exists():
-                shutil.copyfile(drawn, path)
+                drawn = inside(drawn, _run_dir(r), f"cell {cell}'s samples.png")
+                atomic_write_bytes(path, drawn.read_bytes())
             else:
                 sample_grid(ImageSet.load_npz(npz), path,
                             title=f"{r['dataset']} · {r['generator']} · ε={eps} · seed {r['seed']}")

@@ -40,6 +40,7 @@ from pydantic import Field
 from scipy import stats
 
 from ppds_core import hookimpl
+from ppds_core.atomic import atomic_open
 from ppds_core.errors import SkipMeasurement
 from ppds_core.evaluation import clopper_pearson
 from ppds_core.interfaces import Attack, EvalContext, Measurement, PluginConfig
@@ -239,7 +240,8 @@ def _save(workdir, res: dict, targets: torch.Tensor) -> None:
     for mu, r in res["per_mu"].items():
         for key in ("mse", "ssim", "psnr", "success", "gamma", "spread", "sigma_eff"):
             arrays[f"mu={mu:g}/{key}"] = np.asarray(r[key])
-    np.savez_compressed(workdir / "reconstruction.npz", **arrays)
+    with atomic_open(workdir / "reconstruction.npz") as fh:  # never through a planted link
+        np.savez_compressed(fh, **arrays)
     try:
         from torchvision.utils import save_image
 

@@ -6,7 +6,9 @@ plain Adam on the DDPM ε-prediction loss of dp-diffusion's own objective
 (noise multiplicity 1), unconditional (every label is the null class: the
 adversary does not know the target's label). The trained weights are cached
 under the run's ``cache_dir`` keyed by the data fingerprint and the recipe, so
-every cell of a run (and every μ of a sweep) reuses one prior.
+every cell of a run (and every μ of a sweep) reuses one prior. The cache is in
+a run folder others may write to, so it is read with ``weights_only=True``
+(a planted pickle is refused in one line, unrun) and written atomically.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from ppds_plugins.generators.dp_diffusion._objective import (
 )
 from ppds_plugins.generators.dp_diffusion._unet import build_unet
 
+from ppds_core.atomic import atomic_open
+from ppds_core.errors import UnsafeFileError
 from ppds_core.imageset import ImageSet
+from ppds_core.safe_load import load_tensors
 
 __all__ = ["Prior", "fit_prior", "fit_or_load_prior", "match_shape"]
 
@@ -93,12 +98,18 @@ def fit_or_load_prior(data: torch.Tensor, cfg: DiffusionConfig, steps: int, batc
         if path.exists():
             shape = tuple(data.shape[1:])
             unet = build_unet(cfg, shape[0], shape[-1], num_classes=0)
-            unet.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            state = load_tensors(path, "reconstruction prior cache")
+            try:
+                unet.load_state_dict(state)
+            except (RuntimeError, TypeError, AttributeError) as err:
+                raise UnsafeFileError(
+                    f"{path}: not this recipe's prior UNet ({str(err).splitlines()[0]}); "
+                    "delete the file to retrain it"
+                ) from None
             return Prior(unet, cfg, shape)  # type: ignore[arg-type]
     prior = fit_prior(data, cfg, steps, batch_size, seed)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(prior.unet.state_dict(), tmp)
-        tmp.replace(path)
+        with atomic_open(path) as fh:
+            torch.save(prior.unet.state_dict(), fh)
     return prior
