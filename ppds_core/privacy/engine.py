@@ -95,6 +95,7 @@ from ..budget import PrivacyBudget
 from ..errors import BudgetError, ConfigError, did_you_mean
 from ..imageset import ImageSet
 from ..interfaces import FitContext
+from ..safe_load import load_tensors
 from ._grad_modes import GRAD_SAMPLE_MODES, PerSampleGradients, make_dp_optimizer
 from ._opacus_lightning import DPDDPStrategy, build_trainer
 from ._poisson import PoissonDataLoader, is_poisson_loader
@@ -807,6 +808,8 @@ def fit_private(
             callbacks=[*callbacks, _DPSGDCallback(state)],
             default_root_dir=ctx.workdir,
         )
+    if ckpt_path is not None:  # a checkpoint is a pickle: refuse one holding code, in one line
+        load_tensors(ckpt_path, "Lightning checkpoint")
     try:
         with _quiet_lightning():
             trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path is not None else None,
