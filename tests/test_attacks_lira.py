@@ -1,4 +1,5 @@
-"""LiRA: the statistics on fixed numbers, and end to end with fake shadow generators."""
+"""LiRA: the statistics on fixed numbers and against mi_lira_2021's formulas, the matched
+shadow design, and end to end with fake shadow generators."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import pytest
 import torch
 from ppds_plugins.attacks.lira import LiRA
 from ppds_plugins.attacks.lira._math import (
-    balanced_keep,
+    lira_offline,
     lira_offline_probability,
     lira_offline_z,
     lira_online,
+    matched_keep,
 )
+from scipy import stats
 from sklearn.datasets import load_digits
 
 from ppds_core.budget import PrivacyBudget
@@ -50,9 +53,73 @@ def test_fixed_variance_uses_one_sigma():
     assert fixed[0] != pytest.approx(fixed[1]) and np.isfinite(fixed).all()
 
 
-def test_balanced_keep():
-    keep = balanced_keep(8, 50, np.random.default_rng(0))
-    assert (keep.sum(0) == 4).all()
+@pytest.mark.parametrize(("k", "pool", "n"), [(8, 50, 25), (5, 30, 20), (3, 1347, 898)])
+def test_matched_shadows_train_on_the_targets_size_and_balance_membership(k, pool, n):
+    keep = matched_keep(k, pool, n, np.random.default_rng(0))
+    assert (keep.sum(1) == n).all()  # every shadow: exactly the target's training-set size
+    counts = keep.sum(0)
+    assert counts.max() - counts.min() <= 1  # every candidate IN about equally often
+    assert counts.min() >= 1 and counts.max() <= k - 1  # ... and OUT at least once
+
+
+def _reference_generate_ours(keep, scores, check_scores, fix_variance):
+    """mi_lira_2021 plot.py ``generate_ours`` for one target model (ranked by −prediction)."""
+    dat_in = [scores[keep[:, j], j, :] for j in range(scores.shape[1])]
+    dat_out = [scores[~keep[:, j], j, :] for j in range(scores.shape[1])]
+    in_size, out_size = min(map(len, dat_in)), min(map(len, dat_out))
+    dat_in = np.array([x[:in_size] for x in dat_in])
+    dat_out = np.array([x[:out_size] for x in dat_out])
+    mean_in, mean_out = np.median(dat_in, 1), np.median(dat_out, 1)
+    if fix_variance:
+        std_in = std_out = np.std(dat_in)
+    else:
+        std_in, std_out = np.std(dat_in, 1), np.std(dat_out, 1)
+    pr_in = -stats.norm.logpdf(check_scores, mean_in, std_in + 1e-30)
+    pr_out = -stats.norm.logpdf(check_scores, mean_out, std_out + 1e-30)
+    return (pr_in - pr_out).mean(1)
+
+
+def _reference_generate_ours_offline(keep, scores, check_scores, fix_variance):
+    """mi_lira_2021 plot.py ``generate_ours_offline`` (ranked by −prediction)."""
+    dat_out = [scores[~keep[:, j], j, :] for j in range(scores.shape[1])]
+    out_size = min(map(len, dat_out))
+    dat_out = np.array([x[:out_size] for x in dat_out])
+    mean_out = np.median(dat_out, 1)
+    std_out = np.std(dat_out) if fix_variance else np.std(dat_out, 1)
+    return stats.norm.logpdf(check_scores, mean_out, std_out + 1e-30).mean(1)
+
+
+def _random_lira_problem(seed=0, k=7, n=40):
+    rng = np.random.default_rng(seed)
+    keep = matched_keep(k, n, 26, rng)  # unequal IN / OUT counts: the truncation matters
+    signals = rng.normal(size=(k, n)) + keep * rng.uniform(0.5, 2.0, n) + rng.normal(size=n)
+    target = rng.normal(size=n) + 0.8
+    return target, signals, keep
+
+
+@pytest.mark.parametrize("fix", [False, True])
+def test_reference_convention_equals_mi_lira_2021(fix):
+    target, signals, keep = _random_lira_problem()
+    ref_on = -_reference_generate_ours(keep, signals[:, :, None], target[:, None], fix)
+    ref_off = -_reference_generate_ours_offline(keep, signals[:, :, None], target[:, None], fix)
+    assert lira_online(target, signals, keep, fix, "reference") == pytest.approx(ref_on, rel=1e-12)
+    assert lira_offline(target, signals, keep, fix, "reference") == pytest.approx(ref_off, rel=1e-12)
+
+
+def test_paper_convention_differs_from_the_reference_only_where_documented():
+    target, signals, _ = _random_lira_problem(k=8)
+    # per-candidate online: same formula, but the reference drops observations beyond the
+    # fewest any candidate has; with a balanced keep (equal counts) the two agree exactly
+    even = matched_keep(8, 40, 20, np.random.default_rng(1))
+    assert lira_online(target, signals, even, False, "paper") == pytest.approx(
+        lira_online(target, signals, even, False, "reference"), rel=1e-12)
+    # fixed variance: the paper's σ_out is std(OUT), the reference's std(IN)
+    assert not np.allclose(lira_online(target, signals, even, True, "paper"),
+                           lira_online(target, signals, even, True, "reference"))
+    # offline: one-sided z (a candidate far *below* μ_out is a non-member) vs two-sided −logpdf
+    low = np.full(40, -50.0)
+    assert (lira_offline(low, signals, even, True, "paper") < -10).all()
+    assert (lira_offline(low, signals, even, True, "reference") > 10).all()
 
 
 class NoisyCopies(Generator):

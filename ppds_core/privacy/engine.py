@@ -506,7 +506,16 @@ class DPSGDModule(pl.LightningModule):
                         "that would step on private data without clipping or noise"
                     )
         _attach(st, self.trainer, private, opt)
+        if st.schedule.private:  # Opacus calls it after noise and 1/E, before the inner step
+            st.optimizer.attach_step_hook(lambda dp_optimizer: self.on_private_release(dp_optimizer))
         return [st.optimizer, *publics]
+
+    def on_private_release(self, dp_optimizer) -> None:
+        """Observation hook: called once per private step (not per physical slice) after
+        clipping, summing, noise and the division by E[B], right before the inner
+        optimizer steps; ``p.grad`` of each private parameter is what the step releases.
+        For audits (``dpsgd-audit``); it must not modify anything. Under DDP it runs on
+        each rank before the all-reduce (rank 0's ``p.grad`` holds the noise)."""
 
     def private_step(self, per_sample_losses: torch.Tensor, rows_per_example: int = 1,
                      _keep_running_sum: bool = False) -> None:

@@ -1,23 +1,31 @@
-"""LiRA against image generators: shadow generators + a per-candidate likelihood ratio.
+"""LiRA against image generators: matched shadow generators + a per-candidate likelihood ratio.
 
 Carlini et al. 2022, adapted to generators (the shadow *generators* replace
 shadow classifiers; the signal is a statistic of the synthetic output).
 
-1. Population = equal numbers of private (members of the target) and holdout
-   (non-members) images, subsampled to ``population``.
-2. ``shadow_models`` generators of the cell's recipe and ε are trained by
-   ``ctx.fit_fresh`` on random subsets of the population; each candidate is IN
-   for exactly ``pkeep``·K of them (the reference code's balanced split).
-3. Each shadow generator samples ``synthetic_samples`` images; the signal of
-   every candidate is measured on it (and on the target's released samples).
-4. Online: log N(φ; μ_in, σ_in²) − log N(φ; μ_out, σ_out²) (median, population
-   std). Offline: the one-sided 1 − Pr[Z > φ], Z ~ N(μ_out, σ_out²).
-   ``fix_variance`` uses one global σ per side; by default it is on below 64
-   shadow models (Carlini et al.; measured on digits with K = 4: AUC 0.586
-   per-candidate σ vs 0.678 global σ from the same shadow signals).
+1. Pool = the cell's private ∪ holdout splits. The *target* (the cell's own
+   model) trained on the private split, so it decides membership: candidates
+   are ``population`` images, half drawn from the private split (members) and
+   half from the holdout (non-members).
+2. Matched shadows: ``shadow_models`` generators of the cell's recipe and ε,
+   each trained by ``ctx.fit_fresh`` on a subset of the pool **of the target's
+   size** (|private|), so each shadow runs the target's DP-SGD regime (same
+   q, T, σ) and each candidate is IN for about |private| / |pool| of them
+   (:func:`~._math.matched_keep`). In the matrix each shadow fit is cached
+   beside the cell, so an interrupted LiRA resumes.
+3. Each generator samples ``synthetic_samples`` images; the signal of every
+   candidate is measured on them (for the target: on the released samples).
+4. Online: log N(φ; μ_in, σ_in²) − log N(φ; μ_out, σ_out²); offline: the OUT
+   Gaussian only. ``convention`` picks the paper's or ``mi_lira_2021``'s
+   fixed-variance and offline rules (see :mod:`._math`). ``fix_variance`` uses
+   one global σ; by default it is on below 64 shadow models (Carlini et al.).
 
-Writes ``scores.npz`` (``scores`` = the online LiRA score, plus
-``scores_offline``, ``is_member``, ``target_signal``, ``shadow_signals``,
+The ``real-data`` reference row releases the private split itself (M(D) = D):
+a shadow release is its own training subset, so LiRA there needs no fit and
+shows the leakage ceiling (every member is at distance 0 from the release).
+
+Writes ``scores.npz`` (``scores`` = the first variant's score, plus
+``scores_<variant>``, ``is_member``, ``target_signal``, ``shadow_signals``,
 ``keep``) and returns ``lira-*`` (online) and ``lira-offline-*`` rows
 (see :mod:`ppds_core.evaluation.membership` for the row names).
 """
@@ -25,6 +33,7 @@ Writes ``scores.npz`` (``scores`` = the online LiRA score, plus
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -38,16 +47,16 @@ from ppds_core.imageset import ImageSet
 from ppds_core.interfaces import Attack, EvalContext, Measurement, PluginConfig
 
 from .._features import FeatureMap
-from ._math import balanced_keep, lira_offline_z, lira_online
+from ._math import Convention, lira_offline, lira_online, matched_keep
 from ._signals import BLACK_BOX_SIGNALS, generator_signal
 
-__all__ = ["LiRA", "register_plugins", "membership_population", "epsilon_spent_of"]
+__all__ = ["LiRA", "register_plugins", "ShadowDesign", "shadow_design", "epsilon_spent_of"]
 
 
 class LiRAConfig(PluginConfig):
-    shadow_models: int = Field(8, ge=2, description="shadow generators trained (K)")
-    population: int = Field(400, ge=4, description="candidates: half private, half holdout")
-    pkeep: float = Field(0.5, gt=0, lt=1, description="fraction of shadows each candidate is IN")
+    shadow_models: int = Field(8, ge=2, description="shadow generators trained (K), each a full fit "
+                               "of the cell's recipe and ε on a training set of the target's size")
+    population: int = Field(400, ge=4, description="candidates scored: half private, half holdout")
     synthetic_samples: int = Field(1000, ge=1, description="samples per generator for the signal")
     signal: str = Field("log-nn-distance",
                         description="'log-nn-distance' or a white-box signal the generator exposes")
@@ -59,6 +68,9 @@ class LiRAConfig(PluginConfig):
         None, description="one global σ instead of one per candidate; None = auto: global "
         "when shadow_models < 64 (Carlini et al.: per-example σ needs many shadows)")
     variants: list[Literal["online", "offline"]] = Field(["online", "offline"], min_length=1)
+    convention: Convention = Field(
+        "paper", description="'paper': fixed-variance σ_out from the OUT signals, offline = the "
+        "one-sided z; 'reference': mi_lira_2021's std(IN) for both and −logpdf offline")
 
 
 def epsilon_spent_of(ctx: EvalContext) -> float:
@@ -68,20 +80,49 @@ def epsilon_spent_of(ctx: EvalContext) -> float:
     return float(ctx.budget.epsilon)
 
 
-def membership_population(ctx: EvalContext, size: int, seed: int) -> tuple[ImageSet, np.ndarray]:
-    """Equal numbers of private (member) and holdout (non-member) images, shuffled."""
+@dataclass
+class ShadowDesign:
+    """Who trains on what: the pool, each shadow's training set, the scored candidates."""
+
+    pool: ImageSet
+    #: K×P: shadow k trains on pool items ``train[k]`` (|private| of them)
+    train: np.ndarray
+    #: pool indices of the scored candidates
+    candidates: np.ndarray
+    #: candidate in the target's training set (= drawn from the private split)
+    is_member: np.ndarray
+
+    @property
+    def keep(self) -> np.ndarray:
+        """K×N: candidate n was in shadow k's training set."""
+        return self.train[:, self.candidates]
+
+    def shadow_set(self, k: int) -> ImageSet:
+        return self.pool.subset(np.flatnonzero(self.train[k]), f"{self.pool.name}/shadow{k}")
+
+
+def shadow_design(ctx: EvalContext, population: int, shadow_models: int, seed: int) -> ShadowDesign:
+    """Matched shadow training sets over private ∪ holdout, and half/half candidates."""
     priv, hold = ctx.splits.private, ctx.splits.holdout
-    n_each = min(size // 2, len(priv), len(hold))
+    n_priv, n_pool = len(priv), len(priv) + len(hold)
+    n_each = min(population // 2, len(priv), len(hold))
     if n_each < 2:
         raise SkipMeasurement(f"needs ≥ 2 private and ≥ 2 holdout images, got {len(priv)} and {len(hold)}")
+    # each candidate needs an IN and an OUT shadow: K·n ≥ P and K·(P − n) ≥ P
+    needed = math.ceil(n_pool / min(n_priv, n_pool - n_priv))
+    if shadow_models < needed:
+        raise ConfigError(
+            f"lira.config.shadow_models: {shadow_models} shadows of {n_priv} images (the target's "
+            f"training-set size) from a pool of {n_pool} leave some candidates never IN or never "
+            f"OUT; use shadow_models ≥ {needed}")
     g = torch.Generator().manual_seed(seed)
-    pi = torch.randperm(len(priv), generator=g)[:n_each]
-    hi = torch.randperm(len(hold), generator=g)[:n_each]
-    images = torch.cat([priv.images[pi], hold.images[hi]])
-    labels = torch.cat([priv.labels[pi], hold.labels[hi]])
-    is_member = np.r_[np.ones(n_each, bool), np.zeros(n_each, bool)]
-    pop = ImageSet(images, labels, priv.class_names, f"{priv.name}+holdout/population")
-    return pop, is_member
+    pi = torch.randperm(len(priv), generator=g)[:n_each].numpy()
+    hi = torch.randperm(len(hold), generator=g)[:n_each].numpy() + n_priv
+    pool = ImageSet(torch.cat([priv.images, hold.images]), torch.cat([priv.labels, hold.labels]),
+                    priv.class_names, f"{priv.name}+holdout")
+    train = matched_keep(shadow_models, n_pool, n_priv, np.random.default_rng(seed + 7918))
+    return ShadowDesign(pool, train, np.r_[pi, hi],
+                        np.r_[np.ones(n_each, bool), np.zeros(n_each, bool)])
 
 
 def _subsample(images: ImageSet, n: int, seed: int) -> ImageSet:
@@ -92,71 +133,80 @@ def _subsample(images: ImageSet, n: int, seed: int) -> ImageSet:
 
 
 class LiRA(Attack):
-    """Likelihood-ratio membership inference with shadow generators (online and offline)."""
+    """Likelihood-ratio membership inference with matched shadow generators (online, offline)."""
 
     name: ClassVar[str] = "lira"
     Config = LiRAConfig
-    description: ClassVar[str] = "LiRA (Carlini et al. 2022) with shadow generators"
+    description: ClassVar[str] = "LiRA (Carlini et al. 2022) with matched shadow generators"
     needs: ClassVar[frozenset[str]] = frozenset({"shadow-models"})
     higher_is_better: ClassVar[bool | None] = False
 
     @classmethod
     def smoke_config(cls, config):
-        return config.model_copy(update={"shadow_models": 2, "population": 40,
+        # shadows train on the target's training-set size, so any smoke generator recipe fits;
+        # 3 is the fewest that leaves every candidate IN and OUT of one with a 2:1 private:holdout pool
+        return config.model_copy(update={"shadow_models": min(config.shadow_models, 3),
+                                         "population": min(config.population, 40),
                                          "synthetic_samples": min(config.synthetic_samples, 100)})
 
     def evaluate(self, ctx: EvalContext) -> list[Measurement]:
         cfg = self.config
-        if ctx.fit_fresh is None:
+        release_itself = ctx.generator is None  # the real-data row: M(D) = D, nothing to retrain
+        if not release_itself and ctx.fit_fresh is None:
             raise SkipMeasurement("LiRA needs shadow models (ctx.fit_fresh) and the cell offers none")
         white_box = cfg.signal not in BLACK_BOX_SIGNALS
+        if white_box and release_itself:
+            raise SkipMeasurement(f"signal {cfg.signal!r} is white-box; the real-data release has no model")
         if white_box and cfg.signal not in ctx.generator.white_box_signals:
             raise ConfigError(
                 f"lira.config.signal: {ctx.generator.name} exposes no signal {cfg.signal!r} "
                 f"(it exposes {list(ctx.generator.white_box_signals) or 'none'}; "
                 f"black-box signals: {list(BLACK_BOX_SIGNALS)})"
             )
-        rng = np.random.default_rng(ctx.seed + 7919)
-        pop, is_member = membership_population(ctx, cfg.population, ctx.seed + 1)
+        design = shadow_design(ctx, cfg.population, cfg.shadow_models, ctx.seed + 1)
+        cand = design.pool.subset(design.candidates, f"{design.pool.name}/candidates")
         features = FeatureMap(cfg.features, cfg.pca_components)
         if cfg.features == "pca":
             features.fit(ctx.splits.holdout)  # the attacker's own data
         n_syn = min(cfg.synthetic_samples, len(ctx.synthetic))
-        target_syn = _subsample(ctx.synthetic, n_syn, ctx.seed + 3)
 
         def signal_of(gen, syn):
-            return generator_signal(cfg.signal, gen, syn, pop, features,
+            return generator_signal(cfg.signal, gen, syn, cand, features,
                                     cfg.k_neighbours, cfg.same_label)
 
-        target = signal_of(ctx.generator, target_syn)
-        keep = balanced_keep(cfg.shadow_models, len(pop), rng, cfg.pkeep)
-        shadows = np.empty((cfg.shadow_models, len(pop)))
+        target_release = ctx.synthetic if release_itself else _subsample(ctx.synthetic, n_syn, ctx.seed + 3)
+        target = signal_of(ctx.generator, target_release)
+        shadows = np.empty((cfg.shadow_models, len(cand)))
         for k in range(cfg.shadow_models):
+            if release_itself:
+                shadows[k] = signal_of(None, design.shadow_set(k))
+                continue
             seed = ctx.seed * 1000 + 101 + k
-            shadow = ctx.fit_fresh(pop.subset(np.flatnonzero(keep[k])), seed)
+            shadow = ctx.fit_fresh(design.shadow_set(k), seed)
             syn = None if white_box else shadow.sample(n_syn, seed=seed)
             shadows[k] = signal_of(shadow, syn)
 
+        keep = design.keep
         fix = cfg.fix_variance if cfg.fix_variance is not None else cfg.shadow_models < 64
-        scores = {}
-        if "online" in cfg.variants:
-            scores["online"] = lira_online(target, shadows, keep, fix)
-        if "offline" in cfg.variants:
-            scores["offline"] = lira_offline_z(target, shadows, keep, fix)
+        score_fns = {"online": lira_online, "offline": lira_offline}
+        scores = {v: score_fns[v](target, shadows, keep, fix, cfg.convention) for v in cfg.variants}
         primary = cfg.variants[0]
         write_scores(
-            ctx.workdir / "scores.npz", scores[primary], is_member,
+            ctx.workdir / "scores.npz", scores[primary], design.is_member,
             **{f"scores_{v}": s for v, s in scores.items()},
             target_signal=target, shadow_signals=shadows, keep=keep,
         )
         eps = epsilon_spent_of(ctx)
+        info = {"shadow_models": cfg.shadow_models, "signal": cfg.signal, "fix_variance": fix,
+                "convention": cfg.convention, "shadow_train_size": int(design.train[0].sum()),
+                "pool": len(design.pool), "in_fraction": float(keep.mean()),
+                "release": "private split itself" if release_itself else "synthetic samples"}
         rows: list[Measurement] = []
         for variant, s in scores.items():
             prefix = "lira" if variant == "online" else "lira-offline"
-            for r in membership_measurements(prefix, s, is_member, delta=ctx.budget.delta,
+            for r in membership_measurements(prefix, s, design.is_member, delta=ctx.budget.delta,
                                              epsilon_spent=eps):
-                r.extra.update({"shadow_models": cfg.shadow_models, "signal": cfg.signal,
-                                "variant": variant, "fix_variance": fix})
+                r.extra.update({**info, "variant": variant})
                 rows.append(r)
         return rows
 
