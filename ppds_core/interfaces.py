@@ -188,6 +188,16 @@ class Generator(Plugin):
             return None
         return self.ledger.dp_sgd()
 
+    def dp_sgd_recipe(self, private: ImageSet, budget: PrivacyBudget,
+                      ctx: FitContext) -> tuple[Any, Any] | None:
+        """Optional: the ``(DPSGDModule, DPSGDPlan)`` that ``fit`` hands the engine, freshly
+        built (untrained), or None. ``fit`` must build its own pair with the same code,
+        so the two cannot drift. ``dpsgd-audit`` trains that module's own parameters
+        through the engine with canary losses (CONTRIBUTING.md, "The DP-SGD recipe");
+        without a recipe it falls back to a reference module and says so in its rows.
+        """
+        return None
+
     def member_signal(self, images: ImageSet, signal: str) -> Any:
         """Per-image white-box membership signal (higher = more likely member).
 

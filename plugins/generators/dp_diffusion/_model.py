@@ -24,7 +24,7 @@ from .._grid import write_class_grid
 from ._config import DiffusionConfig
 from ._objective import NoiseMultiplicityDDPMLoss, make_train_scheduler
 from ._sampling import balanced_labels, ddim_sample
-from ._train import train_private
+from ._train import make_module, make_plan, train_private
 from ._unet import build_unet, from_model_space, model_side, to_model_space
 
 __all__ = ["DiffusionGenerator", "device_of"]
@@ -100,11 +100,7 @@ class DiffusionGenerator(Generator):
         self.side = model_side(native, len(cfg.block_out_channels))
         self.class_names = list(private.class_names)
         self.image_shape = (c, native, native)
-        torch.manual_seed(int(ctx.seed))  # same initialisation for the same seed
-        unet = build_unet(cfg, c, self.side, len(self.class_names))
-        objective = NoiseMultiplicityDDPMLoss(
-            unet, make_train_scheduler(cfg.num_train_timesteps, cfg.beta_schedule),
-            cfg.noise_multiplicity, null_class=len(self.class_names), label_dropout=cfg.label_dropout)
+        objective = self._objective(private, ctx)
         other = self._prepare(objective, private, budget, ctx)
         data = torch.utils.data.TensorDataset(to_model_space(private.images, self.side, cfg.image_size),
                                               private.labels)
@@ -114,6 +110,26 @@ class DiffusionGenerator(Generator):
         self.train_info.update({"dp_sgd_steps": steps, "model_side": self.side,
                                 "parameters": sum(p.numel() for p in ema.parameters())})
         return ledger
+
+    def _objective(self, private: ImageSet, ctx: FitContext) -> NoiseMultiplicityDDPMLoss:
+        """The untrained UNet inside its DDPM loss, initialised from ``ctx.seed``."""
+        cfg = self.config
+        c, h, _ = private.shape
+        side = model_side(cfg.image_size or h, len(cfg.block_out_channels))
+        torch.manual_seed(int(ctx.seed))  # same initialisation for the same seed
+        unet = build_unet(cfg, c, side, private.num_classes)
+        return NoiseMultiplicityDDPMLoss(
+            unet, make_train_scheduler(cfg.num_train_timesteps, cfg.beta_schedule),
+            cfg.noise_multiplicity, null_class=private.num_classes, label_dropout=cfg.label_dropout)
+
+    def dp_sgd_recipe(self, private: ImageSet, budget: PrivacyBudget, ctx: FitContext):
+        """The untrained module and plan of ``fit``'s DP-SGD run (for dpsgd-audit).
+
+        Without ``_prepare`` (PrivImage's query and pretraining): the audit measures the
+        DP-SGD step, whose canaries do not depend on the weights, and the query's spend
+        is its own mechanism on the ledger.
+        """
+        return make_module(self._objective(private, ctx), self.config), make_plan(budget, self.config)
 
     # ------------------------------------------------------------------ sampling
 

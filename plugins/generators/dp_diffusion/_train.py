@@ -22,7 +22,7 @@ from .._ema import EMA
 from ._config import DiffusionConfig
 from ._objective import NoiseMultiplicityDDPMLoss
 
-__all__ = ["DiffusionDPModule", "train_private"]
+__all__ = ["DiffusionDPModule", "make_module", "make_plan", "train_private"]
 
 
 class DiffusionDPModule(DPSGDModule):
@@ -34,6 +34,11 @@ class DiffusionDPModule(DPSGDModule):
         self.cfg = cfg
         self.ema = EMA(objective.unet, cfg.ema_decay)  # a submodule: moved and checkpointed, never optimised
 
+    @property
+    def rows_per_example(self) -> int:
+        """K rows of the UNet per example (what ``training_step`` tells ``private_step``)."""
+        return self.objective.multiplicity
+
     def private_module(self) -> nn.Module:
         return self.objective
 
@@ -43,23 +48,33 @@ class DiffusionDPModule(DPSGDModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        self.private_step_in_chunks((x, y), self.objective, rows_per_example=self.objective.multiplicity)
+        self.private_step_in_chunks((x, y), self.objective, rows_per_example=self.rows_per_example)
         self.ema.update(self.objective.unet)
+
+
+def make_module(objective: NoiseMultiplicityDDPMLoss, cfg: DiffusionConfig) -> DiffusionDPModule:
+    """The engine's module around ``objective`` (also the recipe dpsgd-audit trains)."""
+    objective.generator = None  # the engine seeds the global RNG per run and rank
+    return DiffusionDPModule(objective, cfg)
+
+
+def make_plan(budget: PrivacyBudget, cfg: DiffusionConfig,
+              other_spends: tuple[GaussianSpend, ...] = ()) -> DPSGDPlan:
+    """The engine's plan for the UNet: Poisson batches, K rows each, physical slices."""
+    return DPSGDPlan(
+        budget=budget, batch_size=cfg.batch_size,
+        epochs=None if cfg.steps is not None else cfg.epochs, steps=cfg.steps,
+        max_grad_norm=cfg.max_grad_norm, grad_sample_mode=cfg.grad_sample_mode,
+        other_spends=tuple(other_spends), max_physical_batch_size=cfg.max_physical_batch_size,
+    )
 
 
 def train_private(objective: NoiseMultiplicityDDPMLoss, data: torch.utils.data.Dataset,
                   num_examples: int, budget: PrivacyBudget, ctx: FitContext, cfg: DiffusionConfig,
                   other_spends: tuple[GaussianSpend, ...] = ()) -> tuple[Ledger, nn.Module, int]:
     """Train ``objective.unet`` with DP-SGD; returns (ledger, EMA UNet, steps)."""
-    objective.generator = None  # the engine seeds the global RNG per run and rank
-    module = DiffusionDPModule(objective, cfg)
-    plan = DPSGDPlan(
-        budget=budget, batch_size=cfg.batch_size,
-        epochs=None if cfg.steps is not None else cfg.epochs, steps=cfg.steps,
-        max_grad_norm=cfg.max_grad_norm, grad_sample_mode=cfg.grad_sample_mode,
-        other_spends=tuple(other_spends), max_physical_batch_size=cfg.max_physical_batch_size,
-    )
-    ledger = fit_private(module, data, plan, ctx)
+    module = make_module(objective, cfg)
+    ledger = fit_private(module, data, make_plan(budget, cfg, other_spends), ctx)
     ema = module.ema.model.cpu().eval()
     return ledger, ema, module.dp.steps_done
 

@@ -20,7 +20,7 @@ from ppds_core.errors import ConfigError, DataNotFoundError
 from .._grid import write_class_grid
 from ._config import DPGANConfig
 from ._nets import ConditionalGenerator, auto_width, net_shape
-from ._train import train_dp_gan
+from ._train import dp_sgd_recipe, train_dp_gan
 from ._units import from_model_units
 
 __all__ = ["DPGAN"]
@@ -88,6 +88,10 @@ class DPGAN(Generator):
         self.train_info = result.info
         self.ledger = result.ledger
         return self.ledger
+
+    def dp_sgd_recipe(self, private: ImageSet, budget: PrivacyBudget, ctx: FitContext):
+        """The untrained discriminator module and plan that ``fit`` trains (for dpsgd-audit)."""
+        return dp_sgd_recipe(private, budget, ctx, self.config)
 
     # ------------------------------------------------------------------ sampling
 

@@ -19,7 +19,7 @@ from ._config import DPGANConfig
 from ._module import DPGANModule
 from ._nets import ConditionalGenerator, ProjectionDiscriminator, auto_width, net_shape
 
-__all__ = ["TrainResult", "build_module", "train_dp_gan"]
+__all__ = ["TrainResult", "build_module", "dp_sgd_recipe", "make_plan", "train_dp_gan"]
 
 
 @dataclass
@@ -53,12 +53,19 @@ def make_plan(budget: PrivacyBudget, cfg: DPGANConfig) -> DPSGDPlan:
     )
 
 
+def dp_sgd_recipe(private: ImageSet, budget: PrivacyBudget, ctx: FitContext,
+                  cfg: DPGANConfig) -> tuple[DPGANModule, DPSGDPlan]:
+    """The untrained module and the plan ``train_dp_gan`` hands the engine (dpsgd-audit
+    trains the same pair with canaries; one function, so the two cannot drift)."""
+    return build_module(private.shape, private.num_classes, cfg, ctx.seed), make_plan(budget, cfg)
+
+
 def train_dp_gan(private: ImageSet, budget: PrivacyBudget, ctx: FitContext,
                  cfg: DPGANConfig) -> TrainResult:
     """Train DP-GAN on ``private`` under ``budget``; the engine returns the ledger."""
-    module = build_module(private.shape, private.num_classes, cfg, ctx.seed)
+    module, plan = dp_sgd_recipe(private, budget, ctx, cfg)
     start, cpu_start = time.perf_counter(), time.process_time()
-    ledger = fit_private(module, private, make_plan(budget, cfg), ctx)
+    ledger = fit_private(module, private, plan, ctx)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     generator = module.ema.model.cpu().eval()
     schedule = module.dp.schedule
