@@ -193,6 +193,17 @@ def test_a_malicious_reconstruction_prior_cache_is_refused(evil, tmp_path):
     assert not evil.marker.exists()
 
 
+def test_a_malicious_metric_cache_entry_is_recomputed_not_run(evil, tmp_path):
+    from ppds_plugins.metrics import _reference_cache
+
+    _reference_cache.clear_memo()
+    path = evil(tmp_path / "metrics" / "fid-real" / "k1.pt")
+    value = _reference_cache.cached_reference(tmp_path, "fid-real", "k1", lambda: {"n": torch.ones(2)})
+    assert torch.equal(value["n"], torch.ones(2)) and not evil.marker.exists()
+    assert torch.equal(torch.load(path, weights_only=True)["n"], torch.ones(2))  # overwritten
+    _reference_cache.clear_memo()
+
+
 # --------------------------------------------------------------------------- DDP worker files
 
 
@@ -228,6 +239,25 @@ def test_a_malicious_worker_file_is_refused_in_one_line(evil, tmp_path, capsys, 
     assert _workers.main([str(spec)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(path) in err and "never unpickled" in err
+    assert not evil.marker.exists()
+
+
+def test_the_runner_sees_a_refused_worker_file_as_one_line(evil, tmp_path, monkeypatch):
+    from ppds_core.interfaces import FitContext
+
+    planted: list[Path] = []
+
+    def plant(images, path):  # what someone with write access to the run folder leaves there
+        planted.append(evil(path))
+        return str(path)
+
+    monkeypatch.setattr(_workers, "_save_set", plant)
+    gen = type("Gen", (), {"name": "dp-gan"})
+    cell = tmp_path / "cells" / "c1"
+    with pytest.raises(UnsafeFileError) as err:  # the real worker process, started as the runner does
+        _workers.fit_in_workers(gen, None, _images(), PrivacyBudget(epsilon=1.0),
+                                FitContext(seed=0, workdir=cell / "work"), cell, 4, 0)
+    assert "never unpickled" in _refused(err, planted[0])
     assert not evil.marker.exists()
 
 

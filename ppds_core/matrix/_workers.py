@@ -41,6 +41,8 @@ __all__ = ["needs_worker_processes", "fit_in_workers"]
 
 SPEC = "fit-spec.json"
 LOG = "fit-workers.log"
+#: how main() starts the one line it prints when it refuses the spec or a data file
+_REFUSED = "ppds refused: "
 
 
 def needs_worker_processes(trainer: dict[str, Any]) -> bool:
@@ -134,6 +136,8 @@ def fit_in_workers(gen_cls: type[Generator], gen_config: Any, private: ImageSet,
                               stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
+        if done.returncode == 2 and tail and tail[-1].startswith(_REFUSED):  # main()'s one line
+            raise UnsafeFileError(tail[-1].removeprefix(_REFUSED) + f" (log: {log_path})")
         raise RuntimeError(f"the {gen_cls.name} fit's worker processes exited with {done.returncode} "
                            f"(log: {log_path}):\n" + "\n".join(tail))
     outcome = load_fitted(gen_cls, out_dir)
@@ -152,7 +156,7 @@ def main(argv: list[str]) -> int:
         public = _load_set(spec["public"]) if spec["public"] else None
         private = _load_set(spec["private"])
     except PpdsError as err:  # one line in fit-workers.log, which the runner's error quotes
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        print(f"{_REFUSED}{err}", file=sys.stderr, flush=True)
         return 2
     gen_cls = get_registry().get(spec["generator"], "generator")
     config = gen_cls.validate_config(spec["config"], where=f"{spec['generator']}.config")
