@@ -190,6 +190,7 @@ class _Runner:
         self.results = out / RESULTS_FILE
         self.cache_dir = out / "cache"
         self.cache_dir.mkdir(exist_ok=True)
+        inside(self.cache_dir, out, "the cache folder")  # a planted link must not move the caches
         final = ("ok",) if retry_skipped else DONE
         self.done = {r["measurement"]: r["status"] for r in read_results(out)
                      if r.get("measurement") and r.get("status") in final}
@@ -379,6 +380,7 @@ class _Runner:
     def _evaluate(self, cell, cell_id, cell_dir, ev: ResolvedPlugin, mid: str, splits: Splits,
                   outcome: FitOutcome | None, synthetic: ImageSet, label: str) -> None:
         workdir = cell_dir / "eval" / f"{ev.kind}-{ev.name}"
+        inside(workdir, cell_dir, "the measurement's workdir")  # nor point the rmtree outside
         if workdir.exists():
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True)

@@ -35,6 +35,7 @@ import pandas as pd
 from ..atomic import atomic_write_text
 from ..errors import ConfigError
 from ..matrix.results import read_results, resolve_headlines
+from ..safe_load import inside
 
 __all__ = ["Board", "build_board", "load_rows", "render", "render_rich", "write_leaderboards", "FORMATS",
            "FULL_FORMATS"]
@@ -620,7 +621,7 @@ def write_leaderboards(run_dir: str | Path) -> list[Path]:
         if not part and smoke:
             continue
         board = build_board(part)
-        board.plots = make_plots(part, run_dir / plots)
+        board.plots = make_plots(part, inside(run_dir / plots, run_dir, "the plots folder"))
         written += board.plots
         for fmt in FORMATS:
             board.full_hint = f"`{stem}-full.{fmt}` beside this file, or `{stem}.csv` / `{stem}.json`"
