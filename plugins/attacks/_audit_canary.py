@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -148,7 +148,6 @@ class Observations:
     noise_sumsq: float
     noise_count: int
     shift: float
-    batch_sizes: list[int] = field(default_factory=list)
 
     @staticmethod
     def pool(parts: list[Observations]) -> Observations:
@@ -156,7 +155,7 @@ class Observations:
             np.concatenate([p.z for p in parts]), np.concatenate([p.is_member for p in parts]),
             np.concatenate([p.included for p in parts]),
             float(sum(p.noise_sumsq for p in parts)), int(sum(p.noise_count for p in parts)),
-            min(p.shift for p in parts), [b for p in parts for b in p.batch_sizes])
+            min(p.shift for p in parts))
 
 
 class _CanaryModule(DPSGDModule):
@@ -177,7 +176,6 @@ class _CanaryModule(DPSGDModule):
         self.noise_w = torch.from_numpy(np.flatnonzero(~mine))
         self.z: list[np.ndarray] = []
         self.included: list[np.ndarray] = []
-        self.batch_sizes: list[int] = []
         self.noise_sumsq, self.noise_count = 0.0, 0
         self._pending: np.ndarray | None = None
 
@@ -192,7 +190,8 @@ class _CanaryModule(DPSGDModule):
         x = torch.zeros(n * k, int(np.prod(cl.input_shape)), device=self.device)
         canary = ix < self.n_members
         j = ix[canary].cpu().numpy()
-        x[torch.nonzero(canary).reshape(-1) * k, torch.as_tensor(cl.input_index[self.slots[j]])] = self.lam
+        cols = torch.as_tensor(cl.input_index[self.slots[j]], device=self.device)
+        x[torch.nonzero(canary).reshape(-1) * k, cols] = self.lam
         out = self._layer(x.view(n * k, *cl.input_shape)).reshape(n, k, -1)
         units = torch.zeros(n, dtype=torch.long, device=self.device)
         units[canary] = torch.as_tensor(cl.output_unit[self.slots[j]], device=self.device)
@@ -206,7 +205,6 @@ class _CanaryModule(DPSGDModule):
         members = ix[ix < self.n_members].cpu().numpy()
         inc[members] = True
         self._pending = inc
-        self.batch_sizes.append(int(ix.shape[0]))
         self.private_step_in_chunks((ix,), self.canary_losses, rows_per_example=self.k)
 
     def on_private_release(self, dp_optimizer) -> None:
@@ -248,8 +246,7 @@ def run_canary_fit(recipe: DPSGDModule, plan: DPSGDPlan, *, num_examples: int,
         z=np.stack(module.z, 1), is_member=np.r_[np.ones(n, bool), np.zeros(n, bool)],
         included=np.stack(module.included, 1), noise_sumsq=module.noise_sumsq,
         noise_count=module.noise_count,
-        shift=(lam / math.sqrt(lam * lam + 1.0)) if has_bias else 1.0,
-        batch_sizes=module.batch_sizes)
+        shift=(lam / math.sqrt(lam * lam + 1.0)) if has_bias else 1.0)
     info = {"canary_layer": cl.name, "canary_layer_type": type(cl.layer).__name__,
             "rows_per_example": k, "grad_sample_mode": plan.grad_sample_mode,
             "max_physical_batch_size": plan.max_physical_batch_size,
