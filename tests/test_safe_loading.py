@@ -369,3 +369,47 @@ def test_a_results_row_cannot_point_the_roc_plot_at_a_file_outside_the_run(tmp_p
            "epsilon": math.inf}
     assert roc_plots([row], tmp_path / "plots") == []
     assert "outside" in caplog.text and str(outside.resolve()) in caplog.text
+
+
+# --------------------------------------------------------------------------- a whole run
+
+
+@pytest.fixture
+def fakes(monkeypatch, tmp_path):
+    from matrix_fakes import install
+
+    return install(monkeypatch, tmp_path)
+
+
+@pytest.mark.parametrize("link", ["cache", "run.log"])
+def test_a_run_folder_with_a_planted_link_is_refused_before_anything_is_written(fakes, tmp_path, link):
+    import copy
+
+    from matrix_fakes import MATRIX
+
+    from ppds_core.matrix import run_matrix
+
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "outside"
+    victim.mkdir()
+    (out / link).symlink_to(victim if link == "cache" else victim / "run.log")
+    with pytest.raises(UnsafeFileError) as err:
+        run_matrix(copy.deepcopy(MATRIX), out)
+    assert "\n" not in str(err.value) and link in str(err.value)
+    assert list(victim.iterdir()) == []
+
+
+def test_a_plots_folder_linked_outside_is_refused(tmp_path):
+    from ppds_core.report.leaderboard import write_leaderboards
+
+    run = tmp_path / "run"
+    run.mkdir()
+    append_rows(run / "results.jsonl", [_smoke_row()])
+    victim = tmp_path / "outside"
+    victim.mkdir()
+    (run / "plots-smoke").symlink_to(victim)
+    with pytest.raises(UnsafeFileError) as err:
+        write_leaderboards(run)
+    assert "plots folder" in _refused(err, run / "plots-smoke")
+    assert list(victim.iterdir()) == []
