@@ -24,6 +24,7 @@ from .errors import (
     PluginNotFoundError,
     PpdsError,
     SkipMeasurement,
+    UnsafeFileError,
     WeightsNotFoundError,
 )
 from .hookspecs import hookimpl
@@ -93,6 +94,7 @@ __all__ = [
     "WeightsNotFoundError",
     "BudgetError",
     "LedgerError",
+    "UnsafeFileError",
     "SkipMeasurement",
 ]
 
