@@ -20,7 +20,7 @@ import torch
 
 from ppds_core import EvalContext, ImageSet, PrivacyBudget
 from ppds_core.errors import PpdsError, UnsafeFileError
-from ppds_core.matrix import _workers, append_rows
+from ppds_core.matrix import _workers, append_rows, read_results
 from ppds_core.privacy.ledger import Ledger
 
 
@@ -337,7 +337,7 @@ def test_planted_leaderboard_links_cannot_redirect_the_smoke_board(tmp_path):
     assert "acc" in (run / "leaderboard-smoke.md").read_text()
 
 
-def test_a_results_file_linked_outside_is_refused_not_appended_to(tmp_path):
+def test_a_results_file_linked_outside_is_refused_not_appended_to_or_read(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     victim = _outside(tmp_path, "results.jsonl")
@@ -346,6 +346,8 @@ def test_a_results_file_linked_outside_is_refused_not_appended_to(tmp_path):
         append_rows(run / "results.jsonl", [_smoke_row()])
     _refused(err, run / "results.jsonl")
     assert victim.read_text() == "precious\n"
+    with pytest.raises(UnsafeFileError):  # nor are rows read from wherever it points
+        read_results(run)
 
 
 def test_a_run_log_linked_outside_is_refused(tmp_path):

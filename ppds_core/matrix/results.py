@@ -8,7 +8,8 @@ the re-run computes it) or after it (the row is complete). Several processes
 makes each write land at the end, the lock keeps them from interleaving on
 filesystems where appends alone are not atomic. The file is opened with
 ``O_NOFOLLOW``: a symlink planted at ``results.jsonl`` in a shared folder is
-refused (:class:`~ppds_core.errors.UnsafeFileError`), never appended through.
+refused (:class:`~ppds_core.errors.UnsafeFileError`), never appended through
+(nor read from).
 
 Read side: a line that does not parse (a torn write after a power loss or a
 full disk) is ignored with a warning, and the writer starts its next write on
@@ -108,9 +109,10 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Every complete row in file order; torn or partial lines are skipped."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return []
-    data = path.read_bytes()
+    with os.fdopen(open_no_follow(path, os.O_RDONLY), "rb") as fh:  # nor read rows from elsewhere
+        data = fh.read()
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
