@@ -7,7 +7,8 @@ so comments and docstrings do not count) for:
 - ``np.load`` without ``allow_pickle=False``, and ``allow_pickle=True`` anywhere;
 - ``pickle.load``/``loads``/``Unpickler`` outside CIFAR-10's restricted unpickler
   (``plugins/datasets/_cifar.py``), and other code-running loaders (``dill``,
-  ``joblib``, ``marshal``, ``yaml.load``/``unsafe_load``, ``torch.hub.load_state_dict_from_url``);
+  ``joblib``, ``marshal``, ``yaml.unsafe_load``, ``yaml.load`` with anything but a
+  ``SafeLoader`` (subclass), ``torch.hub.load_state_dict_from_url``);
 - string literals naming a predictable temp file (``….tmp``), which a link planted
   in a shared run folder could redirect; temp files come from ``ppds_core.atomic``.
 """
@@ -29,7 +30,7 @@ _BANNED_CALLS = {
     ("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"),
     ("cPickle", "load"), ("_pickle", "load"), ("dill", "load"), ("dill", "loads"),
     ("joblib", "load"), ("marshal", "load"), ("marshal", "loads"),
-    ("yaml", "load"), ("yaml", "unsafe_load"), ("yaml", "full_load"),
+    ("yaml", "unsafe_load"), ("yaml", "full_load"),
     ("hub", "load_state_dict_from_url"), ("shelve", "open"),
 }
 
@@ -50,6 +51,23 @@ def _keyword(call: ast.Call, name: str):
     return None
 
 
+_SAFE_LOADERS = {"SafeLoader", "CSafeLoader"}
+
+
+def _safe_yaml_loaders(tree: ast.AST) -> set[str]:
+    """Classes of this module that subclass PyYAML's SafeLoader (a strict config reader)."""
+    return {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+            and any(getattr(b, "attr", getattr(b, "id", None)) in _SAFE_LOADERS for b in node.bases)}
+
+
+def _yaml_load_is_safe(call: ast.Call, safe_classes: set[str]) -> bool:
+    loader = next((kw.value for kw in call.keywords if kw.arg == "Loader"), None)
+    if loader is None and len(call.args) > 1:
+        loader = call.args[1]
+    name = getattr(loader, "attr", getattr(loader, "id", None))
+    return name in _SAFE_LOADERS or name in safe_classes
+
+
 def _docstrings(tree: ast.AST) -> set[int]:
     ids = set()
     for node in ast.walk(tree):
@@ -62,6 +80,7 @@ def violations(source: str, path: Path) -> list[str]:
     """Every breach of the module doc's rules in one file's source, as ``path:line: what``."""
     tree = ast.parse(source)
     docs = _docstrings(tree)
+    safe_yaml = _safe_yaml_loaders(tree)
     found = []
 
     def bad(node: ast.AST, what: str) -> None:
@@ -74,6 +93,8 @@ def violations(source: str, path: Path) -> list[str]:
                 bad(node, "torch.load without weights_only=True")
             if target in {("np", "load"), ("numpy", "load")} and _keyword(node, "allow_pickle") is not False:
                 bad(node, "np.load without allow_pickle=False")
+            if target == ("yaml", "load") and not _yaml_load_is_safe(node, safe_yaml):
+                bad(node, "yaml.load without a SafeLoader: a loader that can run code from the file")
             if target in _BANNED_CALLS and path not in PICKLE_ALLOWED:
                 bad(node, f"{'.'.join(target)}: a loader that can run code from the file")
             if _keyword(node, "allow_pickle") is True:
@@ -103,6 +124,8 @@ def test_the_scan_covers_the_code_base():
     ("import numpy as np\nnp.load(p, allow_pickle=True)\n", "allow_pickle=True"),
     ("import pickle\npickle.load(f)\n", "pickle.load"),
     ("import yaml\nyaml.load(t, Loader=yaml.Loader)\n", "yaml.load"),
+    ("import yaml\nyaml.load(t)\n", "yaml.load"),
+    ("class Mine(yaml.Loader):\n    pass\nyaml.load(t, Loader=Mine)\n", "yaml.load"),
     ("torch.hub.load_state_dict_from_url(u)\n", "hub.load_state_dict_from_url"),
     ("tmp = path.with_name(path.name + '.tmp')\n", "predictable temp name"),
     ("tmp = out / (MARKER + '.tmp')\n", "predictable temp name"),
@@ -117,7 +140,9 @@ def test_the_scanner_catches_each_rule(snippet, rule):
 def test_the_scanner_accepts_the_safe_forms():
     ok = ('"""Docs may say name.tmp."""\nimport torch, numpy as np\n'
           "torch.load(p, map_location='cpu', weights_only=True)\n"
-          "np.load(p, allow_pickle=False)\nyaml.safe_load(t)\n")
+          "np.load(p, allow_pickle=False)\nyaml.safe_load(t)\n"
+          "class Strict(yaml.SafeLoader):\n    pass\n"
+          "yaml.load(t, Loader=Strict)\nyaml.load(t, Loader=yaml.SafeLoader)\n")
     assert violations(ok, Path("ppds_core/example.py")) == []
 
 
