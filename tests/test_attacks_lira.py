@@ -200,3 +200,57 @@ def test_lira_rejects_unknown_white_box_signal(tmp_path):
     ctx = make_ctx(tmp_path, {"noise": 0.02})
     with pytest.raises(ConfigError, match="exposes no signal"):
         LiRA(signal="denoising-loss").evaluate(ctx)
+
+
+def test_shadows_train_on_the_targets_size_from_private_and_holdout(tmp_path):
+    ctx = make_ctx(tmp_path, {"noise": 0.02})
+    inner, seen = ctx.fit_fresh, []
+
+    def recording(private, seed):
+        seen.append((private, seed))
+        return inner(private, seed)
+
+    ctx.fit_fresh = recording
+    LiRA(shadow_models=4, population=80, synthetic_samples=100).evaluate(ctx)
+    pool = {tuple(x.flatten().tolist()) for x in torch.cat([ctx.splits.private.images,
+                                                             ctx.splits.holdout.images])}
+    assert len(seen) == 4 and len({s for _, s in seen}) == 4
+    for private, _ in seen:
+        assert len(private) == len(ctx.splits.private)  # the target's training-set size
+        assert {tuple(x.flatten().tolist()) for x in private.images} <= pool
+    z = np.load(ctx.workdir / "scores.npz")
+    assert (z["keep"].sum(0) == 2).all()  # 60 of a pool of 120: each candidate IN for half
+
+
+def test_membership_is_the_targets_own_training_set(tmp_path):
+    # a target trained on the private split, candidates from private are the members
+    ctx = make_ctx(tmp_path, {"noise": 0.0})
+    rows = {r.name: r for r in LiRA(shadow_models=4, population=60,
+                                     synthetic_samples=300).evaluate(ctx)}
+    assert rows["lira-auc"].value > 0.9
+    lo, hi = rows["lira-auc"].extra["ci_low"], rows["lira-auc"].extra["ci_high"]
+    assert lo <= rows["lira-auc"].value <= hi
+    assert rows["lira-auc"].extra["shadow_train_size"] == 60
+
+
+def test_too_few_shadows_for_the_pool_is_a_clear_error(tmp_path):
+    ctx = make_ctx(tmp_path, {"noise": 0.02})
+    ctx.splits = digits_splits(private=60, holdout=20)  # pool 80: needs ≥ 4 shadows to be OUT once
+    with pytest.raises(ConfigError, match="shadow_models ≥ 4"):
+        LiRA(shadow_models=3, population=40).evaluate(ctx)
+
+
+def test_real_data_release_is_attacked_without_any_fit(tmp_path):
+    splits = digits_splits()
+
+    def no_fit(private, seed):
+        raise AssertionError("the real-data release must not be refitted")
+
+    ctx = EvalContext(splits=splits, synthetic=splits.private, generator=None,
+                      budget=PrivacyBudget(epsilon=math.inf), ledger=None, seed=0,
+                      cache_dir=tmp_path / "cache", workdir=tmp_path / "work", fit_fresh=no_fit)
+    for convention in ("paper", "reference"):
+        rows = {r.name: r for r in LiRA(shadow_models=4, population=80,
+                                         convention=convention).evaluate(ctx)}
+        assert rows["lira-auc"].value == 1.0 and rows["lira-offline-auc"].value == 1.0
+        assert rows["lira-auc"].extra["release"] == "private split itself"

@@ -125,3 +125,16 @@ def test_public_set_takes_a_name_or_a_name_with_options(tmp_path, capsys):
     assert main(["run", str(path), "--check", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "datasets[0].public.config" in err and "image_sise" in err
+
+
+def test_an_attack_filter_naming_a_generator_not_in_the_matrix(fakes, tmp_path, capsys):
+    line = _bad(tmp_path, capsys, _matrix(attacks=[{"name": "fake-mia", "generators": ["fake-ge"]}]),
+                "attacks[0].generators[0]", "'fake-ge'", "did you mean 'fake-gen'")
+    assert "real-data" in line  # the reference row is a valid choice too
+
+
+def test_an_attack_filter_naming_an_epsilon_not_in_the_matrix(fakes, tmp_path, capsys):
+    _bad(tmp_path, capsys, _matrix(attacks=[{"name": "fake-mia", "epsilons": [10, 5]}]),
+         "attacks[0].epsilons[1]", "ε=5 is not in the matrix", "1, 10, inf")
+    _bad(tmp_path, capsys, _matrix(metrics=[{"name": "fake-gap", "epsilons": [-1]}]),
+         "metrics[0].epsilons[0]")

@@ -39,6 +39,9 @@ def test_first_run_rerun_is_a_no_op_and_one_changed_metric_recomputes_alone(fake
     rows = read_results(out)
     names = {(r["generator"], r["name"]) for r in rows}
     assert ("real-data", "fake-gap") in names and ("real-data", "fake-mia-auc") not in names
+    # attacks run on the real-data row too; one that asks it for a shadow fit is skipped, saying why
+    ref_mia = next(r for r in rows if r["generator"] == "real-data" and r["name"] == "fake-mia")
+    assert ref_mia["status"] == "skipped" and "no generator to retrain" in ref_mia["error"]
     for r in rows:
         assert set(REQUIRED_KEYS) <= r.keys()
     for cell in {r["cell"] for r in rows if r["generator"] == "fake-gen"}:
@@ -176,6 +179,7 @@ def test_smoke_rows_are_marked_and_get_their_own_leaderboard(fakes, tmp_path):
     assert rows and all(r["smoke"] is True for r in rows)
     assert "SMOKE RUN" in (out / "leaderboard-smoke.md").read_text()
     assert "SMOKE RUN" in (out / "leaderboard-smoke.html").read_text()
+    assert not list(out.glob("leaderboard.*")) and not list(out.glob("leaderboard-full.*"))
     run_matrix(copy.deepcopy(m), out)  # the real run into the same folder: new cells, own board
     rows = read_results(out)
     assert {r["smoke"] for r in rows} == {True, False}
@@ -194,3 +198,40 @@ def test_an_empty_shard_is_valid_and_does_nothing(fakes, tmp_path):
     path.write_text(yaml.safe_dump(MATRIX))
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--shard", f"{empty}/50", "--quiet"]) == 0
     assert counts(tmp_path) == [] and not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_an_attack_filtered_to_some_cells_runs_there_only(fakes, tmp_path):
+    out = tmp_path / "out"
+    m = copy.deepcopy(MATRIX)
+    m["attacks"] = [{"name": "fake-mia", "generators": ["fake-gen", "real-data"], "epsilons": [10, "inf"]}]
+    assert run_matrix(m, out).exit_code == 0
+    mia = {(r["generator"], r["epsilon"]) for r in read_results(out) if r["kind"] == "attack"}
+    assert mia == {("fake-gen", 10.0), ("fake-gen", math.inf), ("real-data", math.inf)}
+    assert sorted(_events(tmp_path, "fit")) == sorted(  # no shadow at ε = 1
+        ["fit 1.0 0 2", "fit 10.0 0 2", "fit inf 0 2", "fit 10.0 123 2", "fit inf 123 2"])
+    board = json.loads((out / "leaderboard.json").read_text())
+    eps1 = next(r for r in board["rows"] if r["epsilon"] == 1.0)
+    assert eps1["values"]["fake-mia-auc"]["status"] == "missing"  # no row: "—", not "skipped"
+    assert not any("ε=1 /" in n and "fake-mia" in n for n in board["notes"])
+    m["attacks"][0]["generators"] = ["fake-gen"]  # real-data not listed: no reference row for it
+    assert run_matrix(m, tmp_path / "out2").exit_code == 0
+    assert not any(r["generator"] == "real-data" and r["kind"] == "attack"
+                   for r in read_results(tmp_path / "out2"))
+
+
+def test_shadow_fits_are_cached_beside_the_cell_and_loaded_on_a_rerun(fakes, tmp_path):
+    out = tmp_path / "out"
+    m = copy.deepcopy(MATRIX)
+    m["metrics"] = []
+    m["attacks"] = [{"name": "fake-mia", "generators": ["fake-gen"], "epsilons": [10]}]
+    first = run_matrix(copy.deepcopy(m), out)
+    assert first.shadow_fits == 1 and _events(tmp_path, "fit 10.0 123") == ["fit 10.0 123 2"]
+    cell = next(r["cell"] for r in read_results(out) if r["name"] == "fake-mia-auc")
+    shadows = list((out / "cells" / cell / "shadows").glob("*/fit.json"))
+    assert len(shadows) == 1 and (shadows[0].parent / "ledger.json").exists()
+    (out / "results.jsonl").unlink()  # as if the attack was interrupted after its shadow fit
+    again = run_matrix(copy.deepcopy(m), out)
+    assert again.shadow_fits == 0 and again.shadows_loaded == 1
+    assert _events(tmp_path, "fit 10.0 123") == ["fit 10.0 123 2"]  # not refitted
+    auc = [r["value"] for r in read_results(out) if r["name"] == "fake-mia-auc"]
+    assert len(auc) == 1 and auc[0] is not None

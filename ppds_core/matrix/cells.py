@@ -24,15 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..budget import PrivacyBudget
-from .config import ResolvedDataset, ResolvedMatrix, ResolvedPlugin, format_epsilon
+from .config import REAL_DATA, ResolvedDataset, ResolvedMatrix, ResolvedPlugin, format_epsilon
 
 __all__ = ["Cell", "expand_cells", "content_hash", "measurement_id", "parse_shard", "in_shard",
            "REAL_DATA", "CACHE_SCHEMA"]
 
 #: bump when the meaning of cached artifacts changes, to invalidate every cache
 CACHE_SCHEMA = 2  # 2: DP noise from OS entropy by default (reproducible_noise in the key)
-#: generator name of the reference rows that evaluate metrics on the private split itself
-REAL_DATA = "real-data"
 
 
 def _canon(obj: Any) -> Any:
@@ -132,7 +130,8 @@ def measurement_id(cell_id: str, evaluator: ResolvedPlugin, smoke: bool) -> str:
 
 def expand_cells(matrix: ResolvedMatrix) -> list[Cell]:
     """dataset × generator × ε × seed, in file order; then one real-data reference
-    per (dataset, seed) when the matrix asks for it and has metrics."""
+    per (dataset, seed) when the matrix asks for it and some evaluator runs there
+    (metrics on the private split, membership attacks on it as the release)."""
     cfg = matrix.config
     cells: list[Cell] = []
     for di, d in enumerate(matrix.datasets):
@@ -141,7 +140,7 @@ def expand_cells(matrix: ResolvedMatrix) -> list[Cell]:
                 for seed in cfg.seeds:
                     cells.append(Cell(di, d, g.plugin, eps, cfg.delta, seed, matrix.samples,
                                       matrix.smoke, cfg.accountant, cfg.reproducible_noise))
-        if cfg.real_data and any(e.kind == "metric" for e in matrix.evaluators):
+        if cfg.real_data and any(e.selects(REAL_DATA, math.inf) for e in matrix.evaluators):
             for seed in cfg.seeds:
                 cells.append(Cell(di, d, None, math.inf, cfg.delta, seed, 0, matrix.smoke,
                                   cfg.accountant))

@@ -37,6 +37,10 @@ __all__ = [
 ]
 
 
+#: generator name of the reference rows that evaluate the private split itself
+REAL_DATA = "real-data"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,6 +66,12 @@ class GeneratorEntry(_Strict):
 class EvaluatorEntry(_Strict):
     name: str = Field(description="metric or attack plugin name")
     config: dict[str, Any] = Field(default_factory=dict, description="its own options")
+    generators: list[str] | None = Field(
+        None, min_length=1, description="run only on these generators' cells (and on the "
+        f"{REAL_DATA!r} reference row if listed); default: every cell")
+    epsilons: list[float | str] | None = Field(
+        None, min_length=1, description="run only on generator cells at these ε (the "
+        f"{REAL_DATA!r} row is chosen by `generators` alone); default: every ε")
 
 
 class MatrixConfig(_Strict):
@@ -109,8 +119,19 @@ class ResolvedPlugin:
     version: str
     where: str
 
+    #: an evaluator's cell filter (``generators:`` / ``epsilons:`` in the file); None = all
+    generators: tuple[str, ...] | None = None
+    epsilons: tuple[float, ...] | None = None
+
     def config_dict(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")
+
+    def selects(self, generator: str, epsilon: float) -> bool:
+        """Whether this evaluator runs on a cell of ``generator`` at ``epsilon``
+        (``generator`` = REAL_DATA for the reference row, which ``epsilons`` ignores)."""
+        if self.generators is not None and generator not in self.generators:
+            return False
+        return generator == REAL_DATA or self.epsilons is None or epsilon in self.epsilons
 
 
 @dataclass
@@ -256,8 +277,41 @@ def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> Re
             if e.name in seen:
                 raise ConfigError(f"{source}: {where}: {kind} {e.name!r} is listed twice; keep one")
             seen.add(e.name)
-            evaluators.append(_resolve(e.name, kind, e.config, where, source, smoke))
+            ev = _resolve(e.name, kind, e.config, where, source, smoke)
+            ev.generators, ev.epsilons = _filters(e, generators, cfg.delta, where, source)
+            evaluators.append(ev)
     return ResolvedMatrix(cfg, source, smoke, datasets, generators, evaluators)
+
+
+def _filters(e: EvaluatorEntry, generators: list[ResolvedGenerator], delta: float, where: str,
+             source: str) -> tuple[tuple[str, ...] | None, tuple[float, ...] | None]:
+    """An evaluator's ``generators`` / ``epsilons`` filter, checked against the matrix."""
+    names = [g.plugin.name for g in generators]
+    chosen = names
+    if e.generators is not None:
+        for j, name in enumerate(e.generators):
+            if name not in names and name != REAL_DATA:
+                raise ConfigError(
+                    f"{source}: {where}.generators[{j}]: {name!r} is not a generator of this matrix "
+                    f"(it has {names + [REAL_DATA]}){did_you_mean(name, names + [REAL_DATA])}")
+        chosen = [n for n in names if n in e.generators]
+    if e.epsilons is None:
+        return (tuple(e.generators) if e.generators is not None else None), None
+    available = sorted({eps for g in generators if g.plugin.name in chosen for eps in g.epsilons})
+    epsilons: list[float] = []
+    for j, raw in enumerate(e.epsilons):
+        try:
+            eps = PrivacyBudget(epsilon=raw, delta=delta).epsilon
+        except ValidationError as err:
+            msg = err.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"{source}: {where}.epsilons[{j}]: {msg}") from None
+        if eps not in available:
+            raise ConfigError(
+                f"{source}: {where}.epsilons[{j}]: ε={format_epsilon(eps)} is not in the matrix "
+                f"(its generators{' chosen here' if e.generators else ''} run ε = "
+                f"{', '.join(format_epsilon(x) for x in available) or 'none'})")
+        epsilons.append(eps)
+    return (tuple(e.generators) if e.generators is not None else None), tuple(epsilons)
 
 
 def check_datasets_available(matrix: ResolvedMatrix) -> None:

@@ -30,7 +30,7 @@ from ..imageset import ImageSet, Splits
 from ..interfaces import DatasetProvider, EvalContext, FitContext, Generator, Measurement
 from ..safe_load import inside
 from ._workers import fit_in_workers, needs_worker_processes
-from .cells import Cell, expand_cells, in_shard, measurement_id, parse_shard
+from .cells import Cell, content_hash, expand_cells, in_shard, measurement_id, parse_shard
 from .config import ResolvedMatrix, ResolvedPlugin, check_datasets_available, load_matrix
 from .fit import FitOutcome, fit_and_save, load_fitted
 from .results import RESULTS_FILE, append_rows, read_results, resolve_headlines
@@ -55,6 +55,9 @@ class RunSummary:
     check_only: bool = False
     fits: int = 0
     loaded: int = 0
+    #: shadow models that attacks trained (LiRA) or found in the shadow cache
+    shadow_fits: int = 0
+    shadows_loaded: int = 0
     computed: int = 0
     cached: int = 0
     skipped: int = 0
@@ -90,11 +93,17 @@ def unmet_need(needs: frozenset[str] | set[str], cell: Cell, outcome: FitOutcome
             if splits.public is None:
                 return "needs public data; give the dataset a `public:` set in the matrix"
         elif need == "shadow-models":
-            if gen_cls is None:
-                return "needs shadow models; the real-data reference has no generator to retrain"
+            pass  # real-data row: the release is the private split, a shadow release its own
+            # training subset, so no fit is needed (ctx.generator None; ctx.fit_fresh skips)
         else:
             return f"needs {need!r}, which this version of ppds cannot provide (known: {sorted(_KNOWN_NEEDS)})"
     return None
+
+
+def _no_shadow_fit(private: ImageSet, seed: int) -> Generator:
+    """``fit_fresh`` of the real-data row: nothing to retrain (its shadows are the subsets)."""
+    raise SkipMeasurement("the real-data reference has no generator to retrain; a shadow of "
+                          "'release the private split' is its training subset itself")
 
 
 class _Progress:
@@ -287,7 +296,8 @@ class _Runner:
     def run_cell(self, cell: Cell) -> None:
         label = cell.label()
         self.progress.cell(label)
-        evaluators = [e for e in self.matrix.evaluators if not cell.is_reference_data or e.kind == "metric"]
+        # an evaluator's generators / epsilons filter leaves no row at all in the cells it skips
+        evaluators = [e for e in self.matrix.evaluators if e.selects(cell.generator_name, cell.epsilon)]
         try:
             splits, fingerprint = self.data(cell)
         except Exception as err:
@@ -355,25 +365,42 @@ class _Runner:
             log.info("%s: fitted in %.1fs, ε spent %s", label, outcome.seconds, outcome.ledger.epsilon_spent)
         return outcome
 
-    def _fit_fresh(self, cell: Cell, splits: Splits, workdir: Path) -> Callable[[ImageSet, int], Generator]:
+    def _fit_fresh(self, cell: Cell, splits: Splits, cell_dir: Path) -> Callable[[ImageSet, int], Generator]:
+        """Shadow fits for attacks, cached like cells: ``cell_dir/shadows/<key>/`` holds what
+        :func:`fit_and_save` writes, keyed by the shadow's seed and its training subset, and
+        a re-run loads it instead of refitting (an interrupted LiRA resumes)."""
         gen = cell.generator
         assert gen is not None
+        gen_cls: type[Generator] = gen.cls  # type: ignore[assignment]
         trainer = dict(self.matrix.config.trainer)
 
         def fit_fresh(private: ImageSet, seed: int) -> Generator:
-            shadow_dir = workdir / "shadow" / f"seed{seed}"
+            key = content_hash({"seed": seed, "train": private.fingerprint(), "n": len(private)})
+            shadow_dir = cell_dir / "shadows" / key
+            if (shadow_dir / "fit.json").exists():
+                try:
+                    outcome = load_fitted(gen_cls, shadow_dir)
+                    if outcome is not None:
+                        self.summary.shadows_loaded += 1
+                        return outcome.generator
+                except Exception:
+                    log.exception("%s: could not load shadow %s; fitting again", cell.label(), key)
             shadow_dir.mkdir(parents=True, exist_ok=True)
-            ctx = FitContext(seed=seed, public=splits.public, trainer=trainer, workdir=shadow_dir,
-                             accountant=cell.accountant,
+            inside(shadow_dir, self.out, "the shadow folder")
+            ctx = FitContext(seed=seed, public=splits.public, trainer=trainer,
+                             workdir=shadow_dir / "work", accountant=cell.accountant,
                              reproducible_noise=self.matrix.config.reproducible_noise)
             if needs_worker_processes(trainer):  # a shadow model trains like the cell's own
-                return fit_in_workers(gen.cls, gen.config, private, cell.budget, ctx, shadow_dir / "fit",
-                                      SHADOW_SAMPLES, seed).generator
-            model = gen.cls(gen.config)
-            assert isinstance(model, Generator)
-            ledger = model.fit(private, cell.budget, ctx)
-            model.ledger = ledger if ledger is not None else model.ledger
-            return model
+                outcome = fit_in_workers(gen_cls, gen.config, private, cell.budget, ctx, shadow_dir,
+                                         SHADOW_SAMPLES, seed)
+            else:
+                outcome = fit_and_save(gen_cls, gen.config, private, cell.budget, ctx, shadow_dir,
+                                       SHADOW_SAMPLES, seed)
+                assert outcome is not None, "a single-process fit always writes"
+            self.summary.shadow_fits += 1
+            log.info("%s: fitted shadow %s (seed %d, %d images) in %.1fs", cell.label(), key, seed,
+                     len(private), outcome.seconds)
+            return outcome.generator
 
         return fit_fresh
 
@@ -395,7 +422,7 @@ class _Runner:
             generator=outcome.generator if outcome else None,
             budget=cell.budget, ledger=outcome.ledger if outcome else None, seed=cell.seed,
             cache_dir=self.cache_dir, workdir=workdir, trainer=dict(self.matrix.config.trainer),
-            fit_fresh=self._fit_fresh(cell, splits, workdir) if outcome else None,
+            fit_fresh=self._fit_fresh(cell, splits, cell_dir) if outcome else _no_shadow_fit,
         )
         t0 = time.perf_counter()
         try:

@@ -3,7 +3,7 @@
 One row per (dataset, generator, ε), mean ± std over seeds; one column per
 measurement name with ↑ / ↓ for higher / lower is better; the best private
 row of each column in bold. Reference rows — the non-private ε = ∞ recipe and
-the ``real-data`` row (metrics on the private split itself) — sit in their
+the ``real-data`` row (the private split itself, measured and attacked) — sit in their
 own table: they bound what DP generators can reach and must not win a column.
 
 Smoke rows (``--smoke``: training cut to a few steps) are never merged with
@@ -407,7 +407,7 @@ def render_md(board: Board, full: bool = False) -> str:
     if board.reference_rows:
         out += ["## Reference rows", "",
                 "Not competitors: ε = ∞ is each recipe without DP; `real-data` evaluates the metrics "
-                "on the private split itself.", ""]
+                "on the private split itself and attacks it as the release (the leakage ceiling).", ""]
         for title, rows, cols in _tables(board, board.reference_rows, full):
             if rows:
                 out += [f"### {title}", ""] + _table_md(board, rows, cols) + [""]
@@ -491,7 +491,8 @@ def render_html(board: Board, full: bool = False) -> str:
             parts.append(_table_html(board, rows, cols) if rows else "<p>No private rows.</p>")
         if board.reference_rows:
             parts.append("<h2>Reference rows</h2><p>Not competitors: ε = ∞ is each recipe without DP; "
-                         "<code>real-data</code> evaluates the metrics on the private split itself.</p>")
+                         "<code>real-data</code> evaluates the metrics on the private split itself and attacks "
+                         "it as the release (the leakage ceiling).</p>")
             for title, rows, cols in _tables(board, board.reference_rows, full):
                 if rows:
                     parts.append(f"<h3>{esc(title)}</h3>" + _table_html(board, rows, cols))
@@ -618,7 +619,7 @@ def write_leaderboards(run_dir: str | Path) -> list[Path]:
     written: list[Path] = []
     for smoke, stem, plots in ((False, "leaderboard", "plots"), (True, "leaderboard-smoke", "plots-smoke")):
         part = [r for r in rows if bool(r.get("smoke")) == smoke]
-        if not part and smoke:
+        if not part and (smoke or rows):  # a smoke-only folder gets no empty real board
             continue
         board = build_board(part)
         board.plots = make_plots(part, inside(run_dir / plots, run_dir, "the plots folder"))
