@@ -86,7 +86,7 @@ class MatrixConfig(_Strict):
         False, description="derive DP noise and Poisson batches from the seed (tests, bit-exact "
         "comparisons); ε then does not hold against a reader of the config, and the board says so")
     samples: int = Field(2000, gt=0, description="synthetic images drawn per cell")
-    real_data: bool = Field(True, description="add the 'real-data' reference row (metrics on the private split)")
+    real_data: bool = Field(True, description="add the 'real-data' reference row (the private split measured and attacked as the release)")
     trainer: dict[str, Any] = Field(default_factory=dict, description="passed to Lightning's Trainer")
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for this run (default: torch's own choice); "
