@@ -6,7 +6,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-__all__ = ["PrivacyBudget"]
+__all__ = ["PrivacyBudget", "check_delta_for"]
 
 
 class PrivacyBudget(BaseModel):
@@ -54,3 +54,21 @@ class PrivacyBudget(BaseModel):
     def label(self) -> str:
         """'ε=10' or 'ε=∞ (non-private)' — for tables and plots."""
         return f"ε={self.epsilon:g}" if self.is_private else "ε=∞ (non-private)"
+
+
+def check_delta_for(delta: float, num_examples: int) -> None:
+    """Refuse δ ≥ 1/N for a private set of N examples (BudgetError naming N and the limit).
+
+    An (ε, δ) guarantee with δ ≥ 1/N is met by a mechanism that publishes one
+    randomly chosen example outright; it protects nobody. The usual choice is
+    δ ≪ 1/N (1e-5 for the embedded sets).
+    """
+    from .errors import BudgetError
+
+    n = int(num_examples)
+    if n > 0 and delta >= 1.0 / n:
+        raise BudgetError(
+            f"delta={delta:g} is not below 1/N = 1/{n} = {1 / n:.3g} for the {n} private examples: such "
+            f"a guarantee allows publishing an example outright; use delta < {1 / n:.3g}, usually "
+            f"much smaller (e.g. {10 ** math.floor(math.log10(0.1 / n)):.0e})"
+        )

@@ -21,6 +21,7 @@ __all__ = [
     "WeightsNotFoundError",
     "BudgetError",
     "LedgerError",
+    "RunStorageError",
     "UnsafeFileError",
     "SkipMeasurement",
     "did_you_mean",
@@ -59,6 +60,12 @@ class WeightsNotFoundError(PpdsError, FileNotFoundError):
 
 class BudgetError(PpdsError, ValueError):
     """A privacy budget or DP-SGD setting that cannot be honoured."""
+
+
+class RunStorageError(PpdsError):
+    """The run folder's disk is full or read-only: the run stopped, resumably (exit 1)."""
+
+    exit_code = 1
 
 
 class LedgerError(PpdsError):

@@ -15,7 +15,7 @@ import torch
 
 from .atomic import atomic_open
 
-__all__ = ["ImageSet", "Splits", "SplitSizes", "make_splits"]
+__all__ = ["ImageSet", "Splits", "SplitSizes", "make_splits", "shared_images", "check_public_disjoint"]
 
 
 @dataclass

@@ -58,6 +58,19 @@ def format_validation_error(err: ValidationError, where: str) -> str:
     return "; ".join(lines)
 
 
+def _non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """The first (key path, value) of a non-finite float in a config dump, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list | tuple) else ())
+    for k, v in items:
+        found = _non_finite(v, f"{path}.{k}" if path else str(k))
+        if found:
+            return found
+    return None
+
+
 class Plugin(ABC):
     """Common ground: name, kind, validated config, capabilities."""
 
@@ -78,9 +91,15 @@ class Plugin(ABC):
     def validate_config(cls, data: dict[str, Any] | None, where: str | None = None) -> PluginConfig:
         """The plugin's ``Config`` from a dict, or a ConfigError naming each bad key."""
         try:
-            return cls.Config.model_validate(data or {})
+            config = cls.Config.model_validate(data or {})
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, where or f"{cls.name}.config")) from None
+        bad = _non_finite(config.model_dump())
+        if bad:
+            key, value = bad
+            raise ConfigError(f"{where or f'{cls.name}.config'}.{key}: must be a finite number, got {value} "
+                              "(an infinite or NaN option trains NaN weights)")
+        return config
 
     @classmethod
     def capabilities(cls) -> dict[str, Any]:

@@ -11,6 +11,7 @@ off before anything is imported.
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from dataclasses import dataclass
 from importlib import metadata
@@ -131,6 +132,10 @@ class Registry:
             name = getattr(cls, "name", None)
             if not isinstance(name, str) or not name:
                 raise TypeError(f"{cls.__name__} has no 'name'")
+            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", name) or ".." in name:
+                # a name becomes part of folder names in the run folder: no separators, no '..'
+                raise TypeError(f"{cls.__name__}.name {name!r} is not allowed; use lower-case letters, "
+                                "digits and - _ . (at most 64 characters)")
             if getattr(cls, "__abstractmethods__", None):
                 raise TypeError(f"{cls.__name__} leaves abstract methods {sorted(cls.__abstractmethods__)}")
             if kind == "generator" and not isinstance(getattr(cls, "trains_with_dp_sgd", None), bool):

@@ -216,7 +216,8 @@ def test_physical_batches_slice_the_unet_step_but_not_the_privacy(tiny_private, 
         return objective_forward(self, x0, labels, draws)
 
     monkeypatch.setattr(NoiseMultiplicityDDPMLoss, "forward", spy)
-    sliced.fit(tiny_private, PrivacyBudget(epsilon=5.0, delta=1e-4), FitContext(seed=0, accountant="rdp"))
+    sliced.fit(tiny_private, PrivacyBudget(epsilon=5.0, delta=1e-4),
+               FitContext(seed=0, accountant="rdp", reproducible_noise=True))
     assert seen and max(seen) <= 5 and sum(seen) > 10  # two Poisson batches of ~24, cut into slices
     assert sliced.ledger.model_dump() == whole.ledger.model_dump()
     with pytest.raises(ConfigError, match="ghost"):

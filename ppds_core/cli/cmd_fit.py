@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..matrix._yaml import read_config_text
 from ..matrix.config import parse_yaml
 from ._output import console
 
@@ -49,7 +50,7 @@ def load_options(text: str | None, flag: str) -> dict[str, Any]:
         path = Path(text)
         if not path.is_file():
             raise ConfigError(f"{flag} {text}: no such file; pass inline JSON ('{{\"epochs\": 5}}') or a file")
-        data = parse_yaml(path.read_text(), str(path))
+        data = parse_yaml(read_config_text(path), str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{flag}: expected a mapping of options")
     return data
@@ -92,6 +93,6 @@ def _run(args) -> int:
             f"fitted {args.generator} on {args.dataset} in {outcome.seconds:.1f}s: target ε={led.target_epsilon:g}, "
             f"spent ε={led.epsilon_spent:.4g} (δ={led.delta:g}, {led.accountant})\n"
             f"model: {outcome.directory / 'model'}  ledger: {outcome.directory / 'ledger.json'}  "
-            f"samples: {outcome.directory / 'samples.npz'} (grid: samples.png)"
+            f"samples: {outcome.directory / 'samples.npz'} (grid: samples.png)", markup=False, highlight=False,
         )
     return 0

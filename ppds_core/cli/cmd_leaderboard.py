@@ -60,7 +60,13 @@ def _run(args) -> int:
             board.plots = make_plots(part, Path(tmp))
         text = render(board, args.format, full=args.full)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        target = Path(args.output).expanduser()
+        if target.is_dir():
+            raise ConfigError(f"--output {target}: is a folder; pass a file name, e.g. {target / 'board.md'}")
+        try:
+            target.write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"--output {target}: cannot write ({err.strerror})") from None
     else:
         sys.stdout.write(text)
     return 0

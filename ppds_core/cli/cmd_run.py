@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
+
 from ..matrix.config import format_epsilon
 from ._output import console, err_console
 
@@ -63,7 +65,7 @@ def report_summary(summary: RunSummary, quiet: bool) -> int:
                 board.full_hint = f"{Path(out) / full}, or `{again}`"
                 console.print(render_rich(board))
         except Exception as err:  # the table is a courtesy; the files are the result
-            err_console.print(f"[yellow]could not render the leaderboard table: {err}[/]")
+            err_console.print(f"[yellow]could not render the leaderboard table: {escape(str(err))}[/]")
     if not quiet:
         stem = "leaderboard-smoke" if smoke else "leaderboard"
         console.print(
@@ -71,10 +73,11 @@ def report_summary(summary: RunSummary, quiet: bool) -> int:
             f"{summary.computed} measurements computed, {summary.cached} cached, "
             f"{summary.skipped} skipped, {len(summary.failed)} failed in {summary.seconds:.1f}s\n"
             f"results: {Path(out) / 'results.jsonl'}   leaderboard: {Path(out) / (stem + '.md')}"
-            f"   log: {Path(out) / 'run.log'}"
+            f"   log: {Path(out) / 'run.log'}", markup=False, highlight=False,
         )
     if summary.failed:
-        err_console.print(f"[red]{len(summary.failed)} failed[/] (tracebacks in {Path(out) / 'run.log'}):")
+        err_console.print(f"[red]{len(summary.failed)} failed[/] (tracebacks in "
+                          f"{escape(str(Path(out) / 'run.log'))}):")
         for f in summary.failed:
             err_console.print(f"  {f['label']} — {f['kind']} {f['name']}: {f['error']}", highlight=False,
                               markup=False)
@@ -84,11 +87,12 @@ def report_summary(summary: RunSummary, quiet: bool) -> int:
 def _run(args) -> int:
     from ..matrix.runner import run_matrix
 
-    summary = run_matrix(args.config, args.out, shard=args.shard, smoke=args.smoke, check=args.check,
+    out = str(Path(args.out).expanduser()) if args.out else None  # a quoted '~/x' means home too
+    summary = run_matrix(args.config, out, shard=args.shard, smoke=args.smoke, check=args.check,
                          quiet=args.quiet, retry_skipped=args.retry_skipped)
     if summary.check_only:
         if not args.quiet:
             print_cells(summary)
-            console.print(f"[green]{args.config}: valid[/]; data available; nothing was run")
+            console.print(f"[green]{escape(args.config)}: valid[/]; data available; nothing was run")
         return 0
     return report_summary(summary, args.quiet)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,11 +154,10 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
     if text is None:
         return None
-    try:
-        i_s, n_s = str(text).split("/")
-        i, n = int(i_s), int(n_s)
-    except ValueError:
-        raise ConfigError(f"--shard {text!r}: expected I/N with 1 ≤ I ≤ N, e.g. --shard 2/8") from None
+    match = re.fullmatch(r"([0-9]{1,6})/([0-9]{1,6})", str(text))
+    if match is None:
+        raise ConfigError(f"--shard {text!r}: expected I/N with 1 ≤ I ≤ N, e.g. --shard 2/8")
+    i, n = int(match.group(1)), int(match.group(2))
     if n < 1 or not 1 <= i <= n:
         raise ConfigError(f"--shard {text!r}: expected I/N with 1 ≤ I ≤ N, e.g. --shard 2/8")
     return i, n

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..budget import PrivacyBudget
 from ..errors import ConfigError, PpdsError, did_you_mean
 from ..interfaces import DatasetProvider, Plugin, PluginConfig
 from ..privacy.accounting import check_ledger_accountant
 from ..registry import get_registry
+from ._yaml import load_yaml, read_config_text
 
 __all__ = [
     "MatrixConfig",
@@ -57,10 +57,26 @@ class DatasetEntry(_Strict):
     config: dict[str, Any] = Field(default_factory=dict, description="the dataset's own options")
 
 
+def _no_booleans(value: Any) -> Any:
+    """YAML's true/false are not numbers: `epsilons: [true]` must not become ε = 1."""
+    items = value if isinstance(value, list) else [value]
+    for i, v in enumerate(items):
+        if isinstance(v, bool):
+            where = f"[{i}]" if isinstance(value, list) else ""
+            raise ValueError(f"{where} {str(v).lower()} is a YAML boolean, not a number".lstrip())
+    return value
+
+
+#: matrix seeds: non-negative and small enough for every RNG that derives from them
+MAX_SEED = 2**31 - 1
+
+
 class GeneratorEntry(_Strict):
     name: str = Field(description="generator plugin name")
     epsilons: list[float | str] = Field(min_length=1, description="target ε values; inf = non-private")
     config: dict[str, Any] = Field(default_factory=dict, description="the generator's own options")
+
+    _check_epsilons = field_validator("epsilons", mode="before")(_no_booleans)
 
 
 class EvaluatorEntry(_Strict):
@@ -95,6 +111,19 @@ class MatrixConfig(_Strict):
     generators: list[GeneratorEntry] = Field(min_length=1)
     metrics: list[EvaluatorEntry] = Field(default_factory=list)
     attacks: list[EvaluatorEntry] = Field(default_factory=list)
+
+    _check_numbers = field_validator("seeds", "delta", "samples", "threads", mode="before")(_no_booleans)
+
+    @field_validator("seeds")
+    @classmethod
+    def _check_seeds(cls, seeds: list[int]) -> list[int]:
+        bad = [x for x in seeds if not 0 <= x <= MAX_SEED]
+        if bad:
+            raise ValueError(f"seed {bad[0]} is out of range; use whole numbers from 0 to {MAX_SEED}")
+        twice = sorted({x for x in seeds if seeds.count(x) > 1})
+        if twice:
+            raise ValueError(f"seed {twice[0]} is listed twice (it would run the same cells twice); keep one")
+        return seeds
 
 
 _MODELS_BY_FIELD: dict[str, type[BaseModel]] = {
@@ -171,14 +200,11 @@ def format_epsilon(eps: float) -> str:
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
-    """The YAML mapping, or a one-line ConfigError with the line number."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{source}{line}: malformed YAML: {problem}") from None
+    """The YAML mapping, or a one-line ConfigError with the line number.
+
+    Strict (``_yaml``): duplicate keys, aliases and oversized text are refused.
+    """
+    data = load_yaml(text, source)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a matrix file is a YAML mapping (name:, datasets:, generators:, …)")
     return data
@@ -233,7 +259,7 @@ def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> Re
         source = str(path)
         if not path.is_file():
             raise ConfigError(f"{source}: no such matrix file; pass the path of a YAML matrix config")
-        data = parse_yaml(path.read_text(), source)
+        data = parse_yaml(read_config_text(path), source)
     try:
         cfg = MatrixConfig.model_validate(data)
     except ValidationError as err:
@@ -243,6 +269,9 @@ def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> Re
     except ValidationError as err:
         raise ConfigError(f"{source}: delta: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     check_ledger_accountant(cfg.accountant, where=f"{source}: accountant")
+    from ..privacy._opacus_lightning import check_trainer_options  # lazy: Lightning is heavy
+
+    check_trainer_options(cfg.trainer, where=f"{source}: trainer")
 
     datasets = []
     for i, d in enumerate(cfg.datasets):

@@ -34,6 +34,7 @@ from ..interfaces import DatasetProvider, FitContext, Generator, PluginConfig
 from ..privacy.accounting import check_ledger_accountant
 from ..privacy.ledger import Ledger
 from ..privacy.verify import verify_ledger
+from .config import MAX_SEED
 
 __all__ = ["FitOutcome", "fit_and_save", "load_fitted", "fit_generator", "FIT_MARKER", "is_rank_zero"]
 
@@ -211,6 +212,16 @@ def fit_generator(
     except ValidationError as err:
         raise ConfigError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
     check_ledger_accountant(accountant, where="accountant")
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; pass a folder for model/, ledger.json and samples")
+    from ..privacy._opacus_lightning import check_trainer_options
+
+    check_trainer_options(dict(trainer or {}))
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"samples: draw at least 1 synthetic image, got {samples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed: use a whole number from 0 to {MAX_SEED}, got {seed!r}")
     gen_cls = get_registry().get(generator, "generator")
     gen_config = gen_cls.validate_config(config, where=f"{generator}.config")
     if smoke:
@@ -220,4 +231,4 @@ def fit_generator(
     splits = load_splits(dataset, dataset_config, public, smoke)
     ctx = FitContext(seed=seed, public=splits.public, trainer=dict(trainer or {}), accountant=accountant,
                      progress=progress, reproducible_noise=reproducible_noise)
-    return fit_and_save(gen_cls, gen_config, splits.private, budget, ctx, Path(out), samples, seed)
+    return fit_and_save(gen_cls, gen_config, splits.private, budget, ctx, out, samples, seed)

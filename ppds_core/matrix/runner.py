@@ -13,7 +13,9 @@ The runner's promises (docs/matrix.md):
 
 from __future__ import annotations
 
+import errno
 import logging
+import re
 import shutil
 import time
 import traceback
@@ -25,7 +27,8 @@ from typing import Any
 
 from .._version import __version__
 from ..atomic import NoFollowFileHandler, atomic_write_text
-from ..errors import ConfigError, PpdsError, SkipMeasurement
+from ..budget import check_delta_for
+from ..errors import ConfigError, PpdsError, RunStorageError, SkipMeasurement
 from ..imageset import ImageSet, Splits
 from ..interfaces import DatasetProvider, EvalContext, FitContext, Generator, Measurement
 from ..safe_load import inside
@@ -39,6 +42,8 @@ __all__ = ["run_matrix", "RunSummary", "unmet_need"]
 
 log = logging.getLogger("ppds.matrix")
 
+#: what a measurement may be called: it becomes a column name and part of plot file names
+MEASUREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@%+._-]{0,99}")
 #: row statuses that count as done: a re-run leaves them alone (failed ones are retried)
 DONE = ("ok", "skipped")
 #: images a shadow model fitted in worker processes draws (fit_and_save always samples; attacks draw their own)
@@ -98,6 +103,27 @@ def unmet_need(needs: frozenset[str] | set[str], cell: Cell, outcome: FitOutcome
         else:
             return f"needs {need!r}, which this version of ppds cannot provide (known: {sorted(_KNOWN_NEEDS)})"
     return None
+
+
+#: errors of the run folder's storage: the run stops (resumably) instead of recording a failed row
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def _reraise_storage(err: BaseException) -> None:
+    """A full or read-only disk is not the plugin's failure: stop the run, keep what is done."""
+    if isinstance(err, OSError) and err.errno in _STORAGE_ERRNOS:
+        raise err
+
+
+def _storage_message(out: Path, err: OSError) -> str:
+    free = ""
+    try:
+        free = f", {shutil.disk_usage(out).free / 2**20:.1f} MiB free"
+    except OSError:
+        pass
+    where = f" ({err.filename})" if err.filename else ""
+    return (f"{out}: {err.strerror}{where}{free}; the run stopped with every finished cell and "
+            "measurement kept: free space (or make the folder writable) and run the same command again")
 
 
 def _no_shadow_fit(private: ImageSet, seed: int) -> Generator:
@@ -270,17 +296,21 @@ class _Runner:
         for m in measurements:
             if not isinstance(m, Measurement):
                 raise TypeError(f"{ev.name}.evaluate() must return Measurement objects, got {type(m).__name__}")
+        for m in measurements:
+            if not MEASUREMENT_NAME.fullmatch(str(m.name or ev.name)):
+                raise ValueError(f"{ev.name}: measurement name {m.name!r} is not allowed; use letters, "
+                                 "digits and - _ . @ % + (no path separators), at most 100 characters")
         for m, headline in zip(measurements, resolve_headlines(m.headline for m in measurements), strict=True):
-            extra = {(k if k not in self._reserved else f"extra_{k}"): v for k, v in m.extra.items()}
             hib = m.higher_is_better if m.higher_is_better is not None else getattr(ev.cls, "higher_is_better", None)
-            rows.append(self._row(cell, cell_id, ev, mid, batch, outcome, name=m.name or ev.name,
-                                  value=m.value, higher_is_better=hib, headline=headline, **common, **extra))
+            row = self._row(cell, cell_id, ev, mid, batch, outcome, name=m.name or ev.name,
+                            value=m.value, higher_is_better=hib, headline=headline, **common)
+            for k, v in m.extra.items():  # a plugin's extras never overwrite a column of the row
+                key = str(k)
+                while key in row:
+                    key = f"extra_{key}"
+                row[key] = v
+            rows.append(row)
         return rows
-
-    _reserved = frozenset({"cell", "dataset", "generator", "epsilon", "epsilon_spent", "delta", "seed", "kind",
-                           "name", "value", "higher_is_better", "status", "error", "ppds_version",
-                           "measurement", "batch", "smoke", "reference", "reference_data", "evaluator",
-                           "variant", "matrix", "headline", "reproducible_noise"})
 
     def _record(self, rows: list[dict[str, Any]], label: str) -> None:
         append_rows(self.results, rows)
@@ -301,14 +331,18 @@ class _Runner:
         try:
             splits, fingerprint = self.data(cell)
         except Exception as err:
-            self._fail_cell(cell, "-", evaluators, f"loading dataset {cell.dataset_name!r} failed", err)
+            _reraise_storage(err)
+            # the dataset's failure is this cell's: keyed by the cell, so every cell keeps its row
+            self._fail_cell(cell, f"unloaded-{cell.key[:16]}", evaluators,
+                            f"loading dataset {cell.dataset_name!r} failed", err)
             return
         cell_id = cell.cell_id(fingerprint)
         cell_dir = self.out / "cells" / cell_id
         pending = [(e, measurement_id(cell_id, e, cell.smoke)) for e in evaluators]
-        pending = [(e, mid) for e, mid in pending if mid not in self.done]
-        self.summary.cached += len(evaluators) - len(pending)
         fitted = cell.is_reference_data or (cell_dir / "fit.json").exists()
+        if fitted:  # a refit (its folder deleted, or never finished) recomputes every measurement
+            pending = [(e, mid) for e, mid in pending if mid not in self.done]
+        self.summary.cached += len(evaluators) - len(pending)
         if not pending and fitted:
             log.info("%s: cached (%s), nothing to do", label, cell_id)
             return
@@ -321,8 +355,11 @@ class _Runner:
             synthetic = splits.private
         else:
             try:
+                if cell.budget.is_private:
+                    check_delta_for(cell.delta, len(splits.private))
                 outcome = self._fit(cell, cell_dir, splits, label)
             except Exception as err:
+                _reraise_storage(err)
                 self._fail_cell(cell, cell_id, [e for e, _ in pending], "generator fit failed", err)
                 return
             synthetic = outcome.samples
@@ -436,6 +473,7 @@ class _Runner:
             rows = [self._row(cell, cell_id, ev, mid, batch, outcome, status="skipped",
                               error=str(skip) or "skipped", seconds=round(time.perf_counter() - t0, 3))]
         except Exception as err:
+            _reraise_storage(err)
             log.error("%s: %s %s failed:\n%s", label, ev.kind, ev.name, traceback.format_exc())
             rows = [self._row(cell, cell_id, ev, mid, batch, outcome, status="failed",
                               error=f"{type(err).__name__}: {err}", seconds=round(time.perf_counter() - t0, 3))]
@@ -521,7 +559,12 @@ def run_matrix(
 
         torch.set_num_threads(matrix.config.threads)
     progress = _Progress(quiet, len(cells))
-    with _RunLog(out):
+    try:
+        run_log = _RunLog(out)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot write the run log there ({err.strerror}); "
+                          "pass a folder you can write to") from None
+    with run_log:
         log.info("ppds %s: matrix %r from %s, %d cells%s%s", __version__, matrix.config.name, matrix.source,
                  len(cells), f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "", ", smoke" if smoke else "")
         runner = _Runner(matrix, out, progress, summary, retry_skipped=retry_skipped)
@@ -529,6 +572,11 @@ def run_matrix(
             for cell in cells:
                 runner.run_cell(cell)
                 progress.cell_done()
+        except OSError as err:
+            if err.errno in _STORAGE_ERRNOS | {errno.EACCES}:
+                log.error("stopped: %s", err)
+                raise RunStorageError(_storage_message(out, err)) from None
+            raise
         finally:
             progress.cell("done")
             progress.stop()
@@ -542,8 +590,10 @@ def run_matrix(
                 summary.outputs = write_leaderboards(out)
         except PpdsError:
             raise
-        except Exception:  # the numbers are on disk; a rendering bug must not hide them
+        except Exception as err:  # the numbers are on disk; a rendering bug must not hide them
             log.exception("writing the leaderboard of %s failed", out)
+            summary.failed.append({"cell": "-", "label": "leaderboard", "name": "leaderboard",
+                                   "kind": "board", "error": f"{type(err).__name__}: {err}"})
         log.info("done in %.1fs: %d fits, %d loaded, %d measurements computed, %d cached, %d failed",
                  summary.seconds, summary.fits, summary.loaded, summary.computed, summary.cached,
                  len(summary.failed))

@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.overrides.distributed import _sync_module_states
 from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy, Strategy
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 
 __all__ = ["DPDDPStrategy", "build_trainer", "ENGINE_OWNED_TRAINER_KEYS"]
 
@@ -106,6 +106,18 @@ def _check_precision(cfg: dict[str, Any]) -> None:
         )
 
 
+def check_trainer_options(cfg: dict[str, Any], where: str = "trainer") -> None:
+    """Refuse a key Lightning's Trainer does not take, with a suggestion (one ConfigError)."""
+    import inspect
+
+    known = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+    unknown = sorted(k for k in cfg if k not in known)
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(f"{where}.{key}: not an option of Lightning's Trainer"
+                          f"{did_you_mean(str(key), sorted(known))}")
+
+
 def build_trainer(
     trainer_cfg: dict[str, Any] | None,
     *,
@@ -119,6 +131,7 @@ def build_trainer(
     the engine owns (:data:`ENGINE_OWNED_TRAINER_KEYS`), which are refused.
     """
     cfg = dict(trainer_cfg or {})
+    check_trainer_options(cfg)
     owned = sorted(ENGINE_OWNED_TRAINER_KEYS & cfg.keys())
     if owned:
         raise ConfigError(

@@ -91,7 +91,7 @@ from pydantic import TypeAdapter
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ..budget import PrivacyBudget
+from ..budget import PrivacyBudget, check_delta_for
 from ..errors import BudgetError, ConfigError, did_you_mean
 from ..imageset import ImageSet
 from ..interfaces import FitContext
@@ -206,6 +206,8 @@ def plan_dp_sgd(plan: DPSGDPlan, num_examples: int, default_accountant: str = "p
     n, b = int(num_examples), int(plan.batch_size)
     if n < 1:
         raise BudgetError("the private dataset is empty: DP-SGD needs at least one example")
+    if budget.is_private:
+        check_delta_for(budget.delta, n)
     if b < 1 or b != plan.batch_size:
         raise BudgetError(f"batch_size must be a whole number ≥ 1, got {plan.batch_size}")
     if b > n:

@@ -157,9 +157,27 @@ def load_rows(dirs: list[str | Path]) -> list[dict[str, Any]]:
         if not (d / "results.jsonl").exists():
             raise ConfigError(f"{d}: no results.jsonl here; run `ppds run CONFIG --out {d}` first")
         for r in read_results(d):
+            _check_row(r, d)
             r["_run_dir"] = str(d)
             rows.append(r)
     return rows
+
+
+def _check_row(r: dict[str, Any], d: Path) -> None:
+    """One ConfigError line for a row this version cannot render (an old schema, a bad ε)."""
+    from ..matrix.results import REQUIRED_KEYS
+
+    missing = [k for k in REQUIRED_KEYS if k not in r]
+    if missing:
+        who = f"ppds {r['ppds_version']}" if r.get("ppds_version") else "an older ppds"
+        raise ConfigError(
+            f"{d / 'results.jsonl'}: a row written by {who} lacks {', '.join(map(repr, missing))}; render "
+            f"it with that version, or re-run the matrix with this one (`ppds run CONFIG --out {d}`)")
+    for key in ("epsilon", "epsilon_spent"):
+        v = r.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise ConfigError(f"{d / 'results.jsonl'}: a row's {key} is {v!r}, not a number or \"inf\"; "
+                              "the file was edited by hand or written by another tool")
 
 
 def _is_reference(r: dict[str, Any]) -> bool:
