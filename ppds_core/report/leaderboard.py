@@ -306,8 +306,9 @@ def _mark_best(board: Board) -> None:
 
 def _collect_violations(board: Board, df: pd.DataFrame) -> None:
     """Flag, never hide, a claimed ε that an attack's empirical lower bound exceeds
-    (the ``<attack>-epsilon-violation`` rows of ppds_core.evaluation.membership)."""
-    hits = df[df["name"].astype(str).str.endswith("-epsilon-violation") & (df["status"] == "ok")]
+    (the ``<attack>-epsilon-violation`` rows of ppds_core.evaluation.membership) or any other
+    raised claim check (``dpsgd-audit-violation``: the audit's noise, clipping or trade-off test)."""
+    hits = df[df["name"].astype(str).str.endswith("-violation") & (df["status"] == "ok")]
     hits = hits[pd.to_numeric(hits["value"], errors="coerce") > 0]
     for _, r in hits.iterrows():
         eps = "∞" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}"
@@ -316,9 +317,12 @@ def _collect_violations(board: Board, df: pd.DataFrame) -> None:
         detail = ""
         if isinstance(lb, int | float) and not (isinstance(lb, float) and math.isnan(lb)):
             detail = f": empirical ε ≥ {lb:.3g} > ε spent {float(spent):.3g}"
+        elif isinstance(r.get("raised"), list | str) and r.get("raised"):
+            raised = r["raised"] if isinstance(r["raised"], str) else ", ".join(map(str, r["raised"]))
+            detail = f": {raised}"
         board.violations.append(
             f"{r['dataset']} / {r['generator']} / ε={eps} / seed {r['seed']} — "
-            f"{r['name'].removesuffix('-epsilon-violation')}{detail}"
+            f"{r['name'].removesuffix('-epsilon-violation').removesuffix('-violation')}{detail}"
         )
 
 
