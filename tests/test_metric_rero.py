@@ -1,5 +1,6 @@
-"""The ``rero-bound`` metric on hand-built cells: every ledger spend counts,
-non-private cells are skipped with a reason, and the plugin is registered."""
+"""The ``rero-bound`` metric on hand-built cells: every ledger spend counts, the value
+is a bound (never the Monte-Carlo point estimate), non-private cells are skipped with a
+reason, and the plugin is registered."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ppds_core import (
 )
 from ppds_core.errors import ConfigError
 from ppds_core.privacy import DPSGDSpend, GaussianSpend, epsilon_of, rero_gdp
+from ppds_core.privacy.bounds import rero_numerical
 
 
 class _FakeGenerator(Generator):
@@ -130,3 +132,35 @@ def test_registered_through_entry_point():
     registered = []
     importlib.import_module(ep.value).register_plugins(registered.append)
     assert registered == [ReRoBound] and ReRoBound.name == "rero-bound"
+
+
+def test_value_is_a_bound_never_the_monte_carlo_point_estimate(tmp_path):
+    # the quickstart's dp-gan ε = 1 recipe, at the smoke setting's sample count
+    led = _ledger([_dpsgd(6.0, 0.143, 120)])
+    exact = rero_numerical(0.01, [(6.0, 0.143, 120)])
+    (m,) = ReRoBound(samples=2_000).evaluate(_ctx(led, tmp_path))
+    assert m.extra["source"] == "pessimistic-pld"
+    assert m.value == m.extra["gamma_pld"] >= exact
+    assert m.value == pytest.approx(exact, rel=1e-4)  # pessimistic, yet tight
+    assert "point_estimate" in m.extra and m.extra["ci_low"] <= m.extra["ci_high"]
+
+
+def test_monte_carlo_fallback_reports_the_interval_upper_end_in_20_of_20_seeds(
+        tmp_path, monkeypatch):
+    import ppds_plugins.metrics.rero as rero
+
+    def unavailable(*args, **kwargs):
+        raise MemoryError("no grid")
+
+    history = [(6.0, 0.143, 120)]
+    exact = rero_numerical(0.01, history)
+    monkeypatch.setattr(rero, "rero_pld", unavailable)
+    monkeypatch.setattr(rero, "rero_numerical", lambda kappa, h: exact)  # computed once above
+    led = _ledger([_dpsgd(*history[0])])
+    below = 0
+    for seed in range(20):
+        (m,) = ReRoBound(samples=2_000, seed=seed).evaluate(_ctx(led, tmp_path))
+        assert m.extra["source"] == "monte-carlo-ci-high"
+        assert m.value == m.extra["ci_high"] >= exact
+        below += m.extra["point_estimate"] < exact
+    assert below >= 1  # what the value used to be: the point estimate does fall below γ

@@ -20,7 +20,13 @@ from pydantic import Field
 
 from ppds_core import EvalContext, Measurement, Metric, PluginConfig, SkipMeasurement, hookimpl
 from ppds_core.privacy.accounting import gdp_mu, spends_to_history
-from ppds_core.privacy.bounds import rero_composition, rero_dp, rero_gdp, rero_numerical
+from ppds_core.privacy.bounds import (
+    rero_composition,
+    rero_dp,
+    rero_gdp,
+    rero_numerical,
+    rero_pld,
+)
 
 __all__ = ["ReRoBound", "register_plugins"]
 
@@ -43,16 +49,21 @@ class ReRoConfig(PluginConfig):
 class ReRoBound(Metric):
     """Upper bound γ on any reconstruction attack's success (lower is better).
 
-    The value is a Monte-Carlo estimate of the Neyman–Pearson blow-up of the
-    *composition* of every mechanism on the ledger: DP-SGD (Poisson
-    subsampled, (σ, q, T)) and full-data Gaussian queries (q = 1, e.g.
-    PrivImage's semantic query) alike. Composing them exactly is what the
-    accountant does too, so the bound covers the same release ε covers.
-    ``ci_low``/``ci_high`` carry the Monte-Carlo interval;
-    ``gamma_numerical`` is the deterministic discretised-PLD value (an
-    independent cross-check that should fall inside it); ``gamma_gdp`` (CLT
-    μ-GDP, can under-estimate) and ``gamma_dp`` (from the ledger's (ε, δ),
-    looser) are closed-form companions for comparison.
+    γ is the Neyman–Pearson blow-up of the *composition* of every mechanism on
+    the ledger: DP-SGD (Poisson subsampled, (σ, q, T)) and full-data Gaussian
+    queries (q = 1, e.g. PrivImage's semantic query) alike. Composing them
+    exactly is what the accountant does too, so the bound covers the same
+    release ε covers.
+
+    The value is a *bound*, never an estimate that can fall below γ: the
+    pessimistic-PLD value (:func:`rero_pld`, ``source: "pessimistic-pld"``),
+    or, where that cannot be computed, the upper end of the Monte-Carlo
+    interval (``source: "monte-carlo-ci-high"``). The Monte-Carlo point
+    estimate (``point_estimate``, below γ about half the time) and its
+    interval (``ci_low``/``ci_high``) are in ``extra``; ``gamma_numerical``
+    is Opacus' discretised PLD (a deterministic cross-check without an error
+    bar); ``gamma_gdp`` (CLT μ-GDP, can under-estimate) and ``gamma_dp``
+    (from the ledger's (ε, δ), looser) are closed-form companions.
     """
 
     name: ClassVar[str] = "rero-bound"
@@ -86,12 +97,14 @@ class ReRoBound(Metric):
         }
         if any(sigma == 0 for sigma, _, _ in history):
             # a noiseless mechanism on a 'private' ledger: there is no bound to give
-            extra |= {"ci_low": 1.0, "ci_high": 1.0, "note": "a spend has noise multiplier 0"}
+            extra |= {"ci_low": 1.0, "ci_high": 1.0, "point_estimate": 1.0, "source": "noiseless",
+                      "note": "a spend has noise multiplier 0"}
             return [Measurement(self.name, 1.0, self.higher_is_better, extra)]
         est = rero_composition(cfg.kappa, history, samples=cfg.samples, seed=cfg.seed,
                                confidence=cfg.confidence)
         mu = gdp_mu(history)
         extra |= {
+            "point_estimate": est.gamma,
             "ci_low": est.ci_low,
             "ci_high": est.ci_high,
             "confidence": est.confidence,
@@ -104,7 +117,14 @@ class ReRoBound(Metric):
             extra["gamma_numerical"] = rero_numerical(cfg.kappa, history)
         except (MemoryError, ValueError, RuntimeError) as err:  # a cross-check, never fatal
             extra["gamma_numerical_error"] = f"{type(err).__name__}: {err}"
-        return [Measurement(self.name, est.gamma, self.higher_is_better, extra)]
+        try:
+            value = rero_pld(cfg.kappa, history)
+            extra |= {"gamma_pld": value, "source": "pessimistic-pld"}
+        except (MemoryError, ValueError, RuntimeError) as err:  # fall back to the MC upper end
+            value = est.ci_high
+            extra |= {"source": "monte-carlo-ci-high",
+                      "gamma_pld_error": f"{type(err).__name__}: {err}"}
+        return [Measurement(self.name, value, self.higher_is_better, extra)]
 
 
 @hookimpl

@@ -13,7 +13,11 @@ Three dominating pairs are covered here:
 - (ε, δ)-DP:                               γ = min{1, e^ε·κ + δ, 1 − e^{−ε}(1 − δ − κ)}
 - T steps of Poisson-subsampled DP-SGD with (σ, q): P = N(0, σ²)^T and
   Q = ((1 − q)·N(0, σ²) + q·N(1, σ²))^T — the pair for one example with
-  clipped gradient norm 1 (in units of C). No closed form: Monte Carlo.
+  clipped gradient norm 1 (in units of C). No closed form: a pessimistic
+  privacy-loss distribution gives a rigorous upper bound (:func:`rero_pld`,
+  what ``rero-bound`` reports); Monte Carlo gives a point estimate with a
+  confidence interval, and Opacus' PRV discretisation a deterministic
+  cross-check.
 
 A ReRo γ is an upper bound on *any* attack's success: lower is better for
 privacy. The uninformed-adversary functions give the other end: what an
@@ -39,6 +43,7 @@ __all__ = [
     "rero_dpsgd",
     "rero_composition",
     "rero_numerical",
+    "rero_pld",
     "effective_noise_std",
     "uninformed_mse_cdf",
     "uninformed_mse_mean",
@@ -302,6 +307,48 @@ def rero_numerical(kappa: float, history: Sequence[tuple[float, float, int]],
         raise ConfigError(f"kappa={kappa} falls outside the discretised domain")
     j = int(boundary[-1])
     return float(min(1.0, q_above[j] + (kappa - p_above[j]) * math.exp(t[j])))
+
+
+def rero_pld(kappa: float, history: Sequence[tuple[float, float, int]],
+             discretization: float = 1e-4) -> float:
+    """A rigorous upper bound on ReRo γ(κ) from dp_accounting's *pessimistic* PLD.
+
+    For any event E and any ε (negative ones included),
+    Q(E) ≤ δ(ε) + e^ε·P(E), where δ(ε) = sup_E Q(E) − e^ε·P(E) is the hockey-stick
+    divergence. Hence γ(κ) = sup{Q(E) : P(E) ≤ κ} ≤ δ(ε) + e^ε·κ for *every* ε
+    (with equality at the best ε: convex duality), and any δ̄(ε) ≥ δ(ε) keeps
+    it a bound. dp_accounting's pessimistic PLD (connect-the-dots, tails to
+    +∞) gives exactly such a δ̄ for the composed (σ, q, T) history (the max of
+    its add and remove directions; the remove one is this module's pair). So
+    min over an ε grid of δ̄(ε) + e^ε·κ is an upper bound whatever the grid;
+    a fine grid makes it tight (it agrees with :func:`rero_numerical` to ~1e-5).
+    Unlike the Monte-Carlo point estimate it cannot fall below γ: this is the
+    value the ``rero-bound`` metric reports. ~1 s for T = 200, ~3 s for T = 1000.
+    """
+    from dp_accounting.pld import privacy_loss_distribution as pld_lib
+
+    _check_kappa(kappa)
+    history = [(float(s), float(q), int(t)) for s, q, t in history if int(t) > 0]
+    if not history:
+        raise ConfigError("the ReRo bound needs at least one mechanism with steps ≥ 1")
+    composed = None
+    for sigma, q, steps in history:
+        if not (0 < sigma < math.inf and 0 < q <= 1):
+            raise ConfigError(f"need finite σ > 0 and q in (0, 1], got σ={sigma}, q={q}")
+        one = pld_lib.from_gaussian_mechanism(sigma, sampling_prob=q, pessimistic_estimate=True,
+                                              value_discretization_interval=discretization)
+        one = one.self_compose(steps)
+        composed = one if composed is None else composed.compose(one)
+
+    def bound(eps: np.ndarray) -> np.ndarray:
+        return np.asarray(composed.get_delta_for_epsilon(eps)) + np.exp(eps) * kappa
+
+    # coarse grid over every ε that can matter (e^ε·κ ≤ 1 ⇒ ε ≤ log(1/κ)), then refine
+    coarse = np.linspace(-20.0, math.log(1.0 / kappa), 4001)
+    values = bound(coarse)
+    i = int(np.argmin(values))
+    fine = np.linspace(coarse[max(i - 1, 0)], coarse[min(i + 1, len(coarse) - 1)], 2001)
+    return float(min(1.0, values[i], bound(fine).min()))
 
 
 # --------------------------------------------------------------------------- uninformed adversary
