@@ -284,7 +284,9 @@ class _Evaluator(Plugin):
     #: what a cell must offer; the runner skips (status ``skipped``) otherwise.
     #: Known needs: "dp-sgd" (generator trained by the engine with finite ε),
     #: "labels" (class-conditional samples), "public" (public data present),
-    #: "shadow-models" (``fit_fresh``).
+    #: "shadow-models" (``fit_fresh``). Attacks run on the ``real-data`` reference row too
+    #: (the private split released as is: the leakage ceiling); there ``generator`` is None
+    #: and ``fit_fresh`` raises SkipMeasurement, so an attack that needs a model is skipped.
     needs: ClassVar[frozenset[str]] = frozenset()
     higher_is_better: ClassVar[bool | None] = None
 
