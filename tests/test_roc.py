@@ -75,10 +75,21 @@ def test_epsilon_lb_perfect_separation_value():
     m = np.r_[np.ones(n, bool), np.zeros(n, bool)]
     s = m.astype(float)
     b = epsilon_lower_bound(s, m, delta=0.0)
-    # TPR = 1 (CP low = 0.025^(1/n)), FPR = 0 (CP high = 1 − 0.025^(1/n))
-    expected = math.log(0.025 ** (1 / n) / (1 - 0.025 ** (1 / n)))
+    # evaluated on the held-out half (n/2 per side): TPR = 1 (CP low = 0.025^(2/n)),
+    # FPR = 0 (CP high = 1 − 0.025^(2/n))
+    half = n // 2
+    expected = math.log(0.025 ** (1 / half) / (1 - 0.025 ** (1 / half)))
     assert b.lower == pytest.approx(expected, rel=1e-9)
     assert b.point == math.inf and b.tpr == 1.0 and b.fpr == 0.0
+    assert b.selection == "split" and (b.n_members, b.n_nonmembers) == (half, half)
+    # a threshold fixed in advance: all candidates, each direction at α/2 (0.0125 per end)
+    fixed = epsilon_lower_bound(s, m, delta=0.0, threshold=0.5)
+    assert fixed.lower == pytest.approx(math.log(0.0125 ** (1 / n) / (1 - 0.0125 ** (1 / n))),
+                                        rel=1e-9)
+    # Bonferroni over every threshold and both directions: 3 thresholds here → α/6 per test
+    bonf = epsilon_lower_bound(s, m, delta=0.0, selection="bonferroni")
+    a = 0.05 / 6 / 2
+    assert bonf.lower == pytest.approx(math.log(a ** (1 / n) / (1 - a ** (1 / n))), rel=1e-9)
 
 
 def test_epsilon_lb_of_chance_scores_is_small():
@@ -86,6 +97,35 @@ def test_epsilon_lb_of_chance_scores_is_small():
     s = rng.normal(size=2000)
     m = rng.random(2000) < 0.5
     assert epsilon_lower_bound(s, m, delta=1e-5).lower < 0.3
+
+
+@pytest.mark.parametrize("selection", ["split", "bonferroni"])
+def test_epsilon_lb_without_leakage_is_positive_at_most_5_percent_of_the_time(selection):
+    # scores independent of membership, 1,000 candidates per side: a 95 % lower bound may
+    # rule out ε = 0 in at most 5 % of repetitions (the old max over thresholds: 8 %)
+    rng = np.random.default_rng(12)
+    m = np.r_[np.ones(1000, bool), np.zeros(1000, bool)]
+    reps = 200
+    positive = sum(
+        epsilon_lower_bound(rng.normal(size=2000), m, delta=1e-5, selection=selection,
+                            seed=r).lower > 0
+        for r in range(reps)
+    )
+    assert positive / reps <= 0.05
+
+
+def test_epsilon_lb_split_is_seeded_and_held_out():
+    rng = np.random.default_rng(4)
+    m = np.r_[np.ones(300, bool), np.zeros(300, bool)]
+    s = np.r_[rng.normal(2, 1, 300), rng.normal(0, 1, 300)]
+    a, b = epsilon_lower_bound(s, m, delta=1e-5, seed=1), epsilon_lower_bound(s, m, delta=1e-5, seed=1)
+    assert a == b and a.lower > 0.5
+    assert (a.n_members, a.n_nonmembers) == (150, 150)
+    # a class too small to split: Bonferroni over all candidates instead
+    tiny = epsilon_lower_bound([3.0, 1.0, 0.0], [True, False, False], delta=0.0)
+    assert tiny.selection == "bonferroni" and tiny.lower == 0.0
+    with pytest.raises(ValueError, match="selection"):
+        epsilon_lower_bound(s, m, delta=0.0, selection="none")
 
 
 def test_epsilon_lb_respects_gaussian_mechanism():
@@ -120,6 +160,9 @@ def test_measurements_and_violation(tmp_path):
     assert [r.name for r in only_lb if r.headline] == ["x-epsilon-lb"]
     assert rows["x-epsilon-violation"].value == 1.0
     assert rows["x-epsilon-lb"].extra["ci_low"] == rows["x-epsilon-lb"].value
+    assert rows["x-epsilon-lb"].extra["threshold_selection"] == "split"
+    assert rows["x-epsilon-lb"].extra["n_eval_members"] == 200
+    assert rows["x-epsilon-violation"].extra["threshold_selection"] == "split"
     nonpriv = membership_measurements("x", s, m, delta=1e-5, epsilon_spent=math.inf)
     assert "x-epsilon-violation" not in {r.name for r in nonpriv}
     weak = {r.name: r for r in membership_measurements("x", s, m, delta=1e-5, epsilon_spent=50.0)}

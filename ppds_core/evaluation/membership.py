@@ -7,7 +7,9 @@ Naming scheme (one prefix per attack or variant, e.g. ``lira``,
     <prefix>-tpr@1%fpr           TPR at FPR < 1 %   (strict, LiRA convention)
     <prefix>-tpr@0.1%fpr         TPR at FPR < 0.1 % (strict)
     <prefix>-balanced-accuracy   best (TPR + 1 − FPR) / 2
-    <prefix>-epsilon-lb          empirical ε lower bound (Clopper–Pearson 95 %)
+    <prefix>-epsilon-lb          empirical ε lower bound (Clopper–Pearson 95 %), threshold
+                                 and direction chosen on a seeded half of the candidates,
+                                 bound evaluated on the other half (holds at its level)
     <prefix>-epsilon-violation   1.0 when that bound exceeds the ε spent (else 0.0)
 
 Headlines (``Measurement.headline``, what the leaderboard's compact attack
@@ -58,10 +60,16 @@ def membership_measurements(
     epsilon_spent: float | None,
     confidence: float = 0.95,
     headline: tuple[str, ...] = HEADLINE,
+    selection: str = "split",
+    seed: int = 0,
 ) -> list[Measurement]:
     """The six summary rows of a membership test (five for a non-private model).
 
     ``headline``: the row suffixes (``auc``, ``epsilon-lb`` …) to mark as headlines.
+    ``selection``/``seed``: how the ε bound's threshold is chosen without spending its
+    confidence (see :func:`~ppds_core.evaluation.roc.epsilon_lower_bound`); the
+    violation row uses that same bound, so a correct model raises it at most
+    ``1 − confidence`` of the time.
     """
     scores = np.asarray(scores, dtype=np.float64)
     is_member = np.asarray(is_member, dtype=bool)
@@ -77,7 +85,8 @@ def membership_measurements(
                     {"tpr_at_fpr": 0.001, **n}),
         Measurement(f"{prefix}-balanced-accuracy", balanced_accuracy(curve), False, dict(n)),
     ]
-    b = epsilon_lower_bound(scores, is_member, delta=delta, confidence=confidence)
+    b = epsilon_lower_bound(scores, is_member, delta=delta, confidence=confidence,
+                            selection=selection, seed=seed)
     rows.append(Measurement(
         f"{prefix}-epsilon-lb", b.lower, False,
         {
@@ -90,6 +99,10 @@ def membership_measurements(
             "fpr": b.fpr,
             "complementary_test": b.complementary,
             "delta": delta,
+            "threshold_selection": b.selection,
+            "split_seed": seed if b.selection == "split" else None,
+            "n_eval_members": b.n_members,
+            "n_eval_nonmembers": b.n_nonmembers,
             **n,
         },
     ))
@@ -97,7 +110,8 @@ def membership_measurements(
         violated = b.lower > epsilon_spent
         rows.append(Measurement(
             f"{prefix}-epsilon-violation", 1.0 if violated else 0.0, False,
-            {"epsilon_lb": b.lower, "epsilon_spent": float(epsilon_spent), "confidence": confidence},
+            {"epsilon_lb": b.lower, "epsilon_spent": float(epsilon_spent), "confidence": confidence,
+             "threshold_selection": b.selection},
         ))
     for r in rows:
         r.headline = r.name.removeprefix(f"{prefix}-") in headline
