@@ -9,6 +9,7 @@ import pytest
 import torch
 from ppds_plugins.attacks.reconstruction import Reconstruction, ReconstructionConfig, _prior_config
 from ppds_plugins.attacks.reconstruction._denoise import reconstruct, start_index
+from ppds_plugins.attacks.reconstruction._kappa import estimate_kappa, guess_hits, mean_guesses
 from ppds_plugins.attacks.reconstruction._prior import fit_prior
 from ppds_plugins.attacks.reconstruction._threat import observe
 from sklearn.datasets import load_digits
@@ -17,6 +18,7 @@ from ppds_core.budget import PrivacyBudget
 from ppds_core.errors import SkipMeasurement
 from ppds_core.imageset import ImageSet, SplitSizes, make_splits
 from ppds_core.interfaces import EvalContext
+from ppds_core.privacy.bounds import rero_gdp
 from ppds_core.privacy.ledger import DPSGDSpend, Ledger
 
 TINY = dict(prior_channels=[8, 16], prior_steps=3, prior_batch_size=32, kappa_samples=30,
@@ -59,6 +61,25 @@ def test_nearly_noiseless_observation_is_reconstructed():
     assert (out - x).pow(2).mean().item() < 1e-4
 
 
+def test_kappa_is_the_best_guess_hit_rate_not_the_mass_around_a_target():
+    d = load_digits()
+    pop = torch.tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)[:600]
+    labels = torch.tensor(d.target)[:600]
+    eta = 0.03
+    means = mean_guesses(pop, labels)
+    # brute force: the per-pixel MSE of each constant guess against every image
+    brute = ((pop[None] - means[:, None]) ** 2).flatten(2).mean(2) <= eta
+    assert (guess_hits(pop, means, eta) == brute.sum(1).numpy()).all()
+    exact = estimate_kappa(pop, {"mean": means, "image": pop}, eta, exact=True)
+    best_constant = brute.sum(1).max().item() / len(pop)
+    assert best_constant > 0.01  # on digits a class mean alone hits often at this η
+    assert exact["kappa"] >= best_constant and exact["kappa"] == exact["kappa_point"]
+    # a π-sample (not π itself): the Clopper–Pearson upper end, above the sample's rate
+    sampled = estimate_kappa(pop[:200], {"mean": mean_guesses(pop[:200], labels[:200])}, eta,
+                             exact=False)
+    assert sampled["kappa"] > sampled["kappa_point"] and sampled["confidence"] == 0.95
+
+
 def _ctx(tmp_path, ledger):
     splits = _splits()
     return EvalContext(splits=splits, synthetic=splits.holdout, generator=None,
@@ -87,7 +108,18 @@ def test_end_to_end_rows_cache_and_bound(tmp_path):
     again = {r.name: r.value for r in attack.evaluate(_ctx(tmp_path, ledger))}
     assert again["reconstruction-mse"] == pytest.approx(rows["reconstruction-mse"].value)
     z = np.load(tmp_path / "w" / "reconstruction.npz")
-    assert z["kappa"].shape == (6,)
+    assert z["kappa"].shape == () and z["prior_mass_around_targets"].shape == (6,)
+    # κ is the best fixed guess's hit rate on π (the private split, here all of it: exact) ...
+    kappa = rows["reconstruction-kappa"]
+    priv = _splits().private
+    assert kappa.extra["kappa_exact"] and kappa.extra["kappa_population"] == len(priv)
+    for c in range(10):  # ... so no constant guess, e.g. a class's mean image, hits more often
+        guess = priv.images[priv.labels == c].mean(0, keepdim=True)
+        assert guess_hits(priv.images, guess, 0.02)[0] / len(priv) <= kappa.value
+    assert kappa.value >= 1 / len(priv)  # every image of π hits itself (Hayes et al.: 1/n)
+    # the ReRo comparison uses that same κ
+    assert rows["reconstruction-rero-bound"].value == pytest.approx(rero_gdp(kappa.value, 0.5))
+    assert rows["reconstruction-rero-bound@mu=1000"].extra["kappa"] == kappa.value
 
 
 def test_skips_without_dp_sgd(tmp_path):

@@ -4,10 +4,13 @@ Schwethelm et al. (TMLR 2025): an adversary who observes one DP-SGD gradient
 of a target image in the linear-layer threat model sees ``y = x + N(0, σ_eff²)``
 (:mod:`._threat`); a diffusion model trained on data like the target's
 denoises it (:mod:`._denoise`). Success is ``MSE(x̂, x) ≤ η``; its rate is
-compared with the ReRo bound γ (Hayes et al. 2023) at the prior's own base
-rate κ — estimated empirically as the share of unconditional prior samples
-within η of the target (Clopper–Pearson upper end, so the bound stays an
-upper bound) — and with the uninformed adversary that outputs y itself.
+compared with the ReRo bound γ = Φ(Φ⁻¹(κ) + μ) (Hayes et al. 2023) at the
+prior's base rate κ = sup over guesses z₀ of π(B_η(z₀)) — the hit rate of the
+best fixed guess (mean image, class means, prior samples, images of π) on the
+targets' distribution π, uniform over the private split (:mod:`._kappa`; exact
+on the whole split, Clopper–Pearson upper end on a subsample, so κ is never
+underestimated by sampling) — and with the uninformed adversary that outputs
+y itself. Success rises with μ (less noise), and so does γ.
 
 The prior is dp-diffusion's UNet trained *without* DP on ``prior: holdout``
 (the attacker's real data, no distribution shift) or ``prior: public`` (e.g.
@@ -16,7 +19,9 @@ cached under ``ctx.cache_dir``.
 
 Rows (names ``reconstruction-*``; with ``mus`` also ``reconstruction-*@mu=M``):
 ``mse`` / ``psnr`` / ``ssim`` (means over targets), ``success-rate`` (at η),
-``kappa``, ``rero-bound`` (mean γ over targets), ``rero-violation`` (1.0 when
+``kappa`` (the κ above; ``extra`` names the winning guess and keeps the
+prior's mean mass around each target, the old, too small κ, for comparison),
+``rero-bound`` (γ at that κ), ``rero-violation`` (1.0 when
 the success rate's 95 % lower end exceeds the bound), ``uninformed-success-rate``,
 ``consistency-spearman`` (rank correlation between the spread of ``repeats``
 reconstructions and their MSE: high = success predictable without the target).
@@ -64,7 +69,10 @@ class ReconstructionConfig(PluginConfig):
     ddim_steps: int = Field(50, ge=2, description="grid of DDIM timesteps over the whole schedule")
     ddim_eta: float = Field(1.0, ge=0, le=1, description="DDIM stochasticity (1 = ancestral)")
     consistency: float = Field(1.0, ge=0, description="strength of the data-consistency pull (0 = off)")
-    kappa_samples: int = Field(1000, ge=10, description="prior samples to estimate κ")
+    kappa_samples: int = Field(1000, ge=10, description="prior samples tried as κ's guesses")
+    kappa_population: int = Field(
+        5000, ge=2, description="images of the private split κ's hit rates are scored on "
+        "(all of it when smaller: κ exact; else a seeded subsample and the CP upper end)")
     mus: list[float] = Field(default_factory=list,
                              description="extra μ = 1/σ to sweep besides the generator's own")
     lpips_net: Literal["alex", "vgg"] = Field("vgg", description="LPIPS backbone (the paper: VGG)")
@@ -91,11 +99,22 @@ def _to_canonical(x: torch.Tensor) -> torch.Tensor:
 
 
 def run_reconstruction(cfg: ReconstructionConfig, targets: torch.Tensor, prior_data: torch.Tensor,
-                       mus: list[float], max_grad_norm: float, seed: int, cache_dir=None) -> dict:
-    """The attack at each μ: per-target metrics and the summary (library entry point)."""
+                       mus: list[float], max_grad_norm: float, seed: int, cache_dir=None, *,
+                       population: torch.Tensor | None = None,
+                       population_labels: torch.Tensor | None = None,
+                       population_is_support: bool = False,
+                       prior_labels: torch.Tensor | None = None) -> dict:
+    """The attack at each μ: per-target metrics and the summary (library entry point).
+
+    ``population``: images of π, the distribution the targets were drawn from
+    (the private split, or a sample of it; ``population_is_support`` when it
+    is the whole split, so κ is exact); ``None`` uses the targets themselves
+    as a π-sample (κ then gets its Clopper–Pearson upper end).
+    """
     from ppds_plugins.metrics._pairwise import mse
 
     from ._denoise import reconstruct, sample_prior
+    from ._kappa import estimate_kappa, mean_guesses
     from ._prior import fit_or_load_prior
     from ._threat import observe
 
@@ -107,12 +126,19 @@ def run_reconstruction(cfg: ReconstructionConfig, targets: torch.Tensor, prior_d
                               cfg.prior_batch_size, seed, cache_dir)
     eta = cfg.threshold
     pri = _to_canonical(sample_prior(prior, cfg.kappa_samples, steps=cfg.ddim_steps, seed=seed + 1))
+    # the old, too small "κ": the prior's mass around each target (kept for comparison)
     d_prior = torch.stack([mse(pri, t.expand_as(pri)) for t in targets])  # (targets, samples)
-    hits = (d_prior <= eta).sum(1).numpy()
-    kappa = hits / cfg.kappa_samples
-    _, kappa_hi = clopper_pearson(hits, cfg.kappa_samples)
+    target_mass = (d_prior <= eta).sum(1).numpy() / cfg.kappa_samples
+    if population is None:
+        population, population_labels, population_is_support = targets, None, False
+    guesses = {"mean": mean_guesses(population, population_labels),
+               "prior-data-mean": mean_guesses(prior_data, prior_labels),
+               "prior-sample": pri, "population-image": population}
+    kap = estimate_kappa(population, guesses, eta, exact=population_is_support)
+    kappa = kap["kappa"]
     d = int(np.prod(shape))
-    out = {"kappa": kappa, "kappa_upper": kappa_hi, "prior_samples": pri[:64], "per_mu": {}}
+    out = {"kappa": kappa, "kappa_info": kap, "target_mass": target_mass,
+           "prior_samples": pri[:64], "per_mu": {}}
     for mu in mus:
         sigma = 1.0 / mu
         g = torch.Generator().manual_seed(seed + int(1000 * mu))
@@ -128,7 +154,7 @@ def run_reconstruction(cfg: ReconstructionConfig, targets: torch.Tensor, prior_d
         scores = _pairwise(cfg, rec, targets)
         m = scores["mse"]
         success = m <= eta
-        gamma = np.array([rero_gdp(float(k), mu) for k in kappa_hi])
+        gamma = rero_gdp(kappa, mu)  # one κ for the prior, so one γ for every target
         uninformed = np.array([uninformed_mse_cdf(eta, d, float(si)) for si in s])
         rho = stats.spearmanr(spread, m).statistic if np.ptp(m) > 0 and np.ptp(spread) > 0 else 0.0
         out["per_mu"][mu] = {
@@ -158,12 +184,19 @@ def _pairwise(cfg: ReconstructionConfig, rec: torch.Tensor, targets: torch.Tenso
     return out
 
 
-def _rows(mu: float, res: dict, kappa: np.ndarray, suffix: str, extra: dict) -> list[Measurement]:
+def _kappa_extra(info: dict, target_mass: np.ndarray) -> dict:
+    return {"kappa_point": info["kappa_point"], "kappa_guess": info["guess"],
+            "kappa_exact": info["exact"], "kappa_population": info["population"],
+            "kappa_per_guess": info["per_guess"],
+            "prior_mass_around_targets": float(target_mass.mean())}
+
+
+def _rows(mu: float, res: dict, kappa: dict, suffix: str, extra: dict) -> list[Measurement]:
     n = len(res["mse"])
     k = int(res["success"].sum())
     rate = k / n
     lo, _ = clopper_pearson(np.array([k]), n)
-    bound = float(res["gamma"].mean())
+    bound = float(res["gamma"])
     ex = {"mu": mu, "noise_multiplier": res["sigma"], "targets": n, **extra}
     if res["lpips_note"]:
         ex["lpips"] = res["lpips_note"]
@@ -174,8 +207,10 @@ def _rows(mu: float, res: dict, kappa: np.ndarray, suffix: str, extra: dict) -> 
         # the headline: how often the attack succeeds at the cell's own noise (not at extra μs)
         Measurement(f"reconstruction-success-rate{suffix}", rate, False,
                     {**ex, "ci_low": float(lo[0]), "rero_bound": bound}, headline=not suffix),
-        Measurement(f"reconstruction-kappa{suffix}", float(kappa.mean()), None, dict(ex)),
-        Measurement(f"reconstruction-rero-bound{suffix}", bound, False, dict(ex)),
+        Measurement(f"reconstruction-kappa{suffix}", kappa["value"], None,
+                    {**ex, **kappa["extra"]}),
+        Measurement(f"reconstruction-rero-bound{suffix}", bound, False,
+                    {**ex, "kappa": kappa["value"]}),
         Measurement(f"reconstruction-rero-violation{suffix}", float(lo[0] > bound), False,
                     {**ex, "success_ci_low": float(lo[0])}),
         Measurement(f"reconstruction-uninformed-success-rate{suffix}",
@@ -222,21 +257,27 @@ class Reconstruction(Attack):
         idx = torch.randperm(len(priv), generator=g)[: cfg.targets]
         targets = priv.images[idx]
         prior_data = match_shape(source, tuple(targets.shape[1:]))
+        # π: targets are drawn uniformly from the private split; κ is scored on it
+        pop = torch.randperm(len(priv), generator=g)[: cfg.kappa_population]
         own_mu = 1.0 / spend.noise_multiplier
         mus = [own_mu] + [m for m in cfg.mus if m != own_mu]
         res = run_reconstruction(cfg, targets, prior_data, mus, spend.max_grad_norm,
-                                 ctx.seed, ctx.cache_dir)
+                                 ctx.seed, ctx.cache_dir, population=priv.images[pop],
+                                 population_labels=priv.labels[pop],
+                                 population_is_support=len(pop) == len(priv),
+                                 prior_labels=source.labels)
         extra = {"prior": cfg.prior, "threshold": cfg.threshold, "output_units": cfg.output_units}
-        rows = _rows(own_mu, res["per_mu"][own_mu], res["kappa"], "", extra)
+        kappa = {"value": res["kappa"], "extra": _kappa_extra(res["kappa_info"], res["target_mass"])}
+        rows = _rows(own_mu, res["per_mu"][own_mu], kappa, "", extra)
         for mu in mus[1:]:
-            rows += _rows(mu, res["per_mu"][mu], res["kappa"], f"@mu={mu:g}", extra)
+            rows += _rows(mu, res["per_mu"][mu], kappa, f"@mu={mu:g}", extra)
         _save(ctx.workdir, res, targets[:16])
         return rows
 
 
 def _save(workdir, res: dict, targets: torch.Tensor) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    arrays = {"kappa": res["kappa"], "kappa_upper": res["kappa_upper"]}
+    arrays = {"kappa": np.asarray(res["kappa"]), "prior_mass_around_targets": res["target_mass"]}
     for mu, r in res["per_mu"].items():
         for key in ("mse", "ssim", "psnr", "success", "gamma", "spread", "sigma_eff"):
             arrays[f"mu={mu:g}/{key}"] = np.asarray(r[key])
