@@ -103,7 +103,7 @@ def _epsilon(args) -> int:
 
 def _rero(args) -> int:
     from ..privacy.accounting import gdp_mu
-    from ..privacy.bounds import rero_dp, rero_dpsgd, rero_gdp, rero_numerical
+    from ..privacy.bounds import rero_dp, rero_dpsgd, rero_gdp, rero_numerical, rero_pld
 
     if not 0 < args.kappa < 1:
         raise ConfigError(f"--kappa must be in (0, 1), got {args.kappa} (e.g. 1/n for n candidates)")
@@ -142,7 +142,9 @@ def _rero(args) -> int:
             "noise_multiplier": args.noise_multiplier,
             "sample_rate": args.sample_rate,
             "steps": args.steps,
-            "gamma": est.gamma,
+            # the bound (pessimistic PLD), never the Monte-Carlo point estimate (issue 12)
+            "gamma": rero_pld(args.kappa, [(args.noise_multiplier, args.sample_rate, args.steps)]),
+            "point_estimate": est.gamma,
             "ci_low": est.ci_low,
             "ci_high": est.ci_high,
             "confidence": est.confidence,
@@ -157,7 +159,8 @@ def _rero(args) -> int:
         }
         text = (
             f"{args.steps} steps of Poisson-subsampled DP-SGD, σ = {args.noise_multiplier:g}, "
-            f"q = {args.sample_rate:g}; Monte Carlo with {est.samples} draws under each of "
+            f"q = {args.sample_rate:g} (pessimistic privacy-loss distribution: an upper "
+            f"bound); Monte Carlo γ̂ = {est.gamma:.4g} with {est.samples} draws under each of "
             f"P and Q (seed {args.seed}), {est.confidence:.0%} interval "
             f"[{est.ci_low:.4g}, {est.ci_high:.4g}]; discretised privacy loss gives "
             f"{out['gamma_numerical']:.4g}; GDP approximation μ = {mu_clt:.4g} "
