@@ -35,8 +35,9 @@ __all__ = ["GRAD_SAMPLE_MODES", "PerSampleGradients", "fold_rows_per_example", "
 
 #: hooks: Opacus' per-layer formulas; functorch: torch.func.vmap for every layer;
 #: ghost: ghost clipping (norms without materialising per-sample gradients, two
-#: backward passes); ew: torch's ExpandedWeights (fails on some models, e.g. diffusers' UNet)
-GRAD_SAMPLE_MODES: tuple[str, ...] = ("hooks", "functorch", "ghost", "ew")
+#: backward passes); ew: torch's ExpandedWeights (fails on some models, e.g. diffusers' UNet);
+#: bk: book-keeping (one backward, mixed ghost norms, clipped sums; ``_bookkeeping.py``)
+GRAD_SAMPLE_MODES: tuple[str, ...] = ("hooks", "functorch", "ghost", "ew", "bk")
 
 
 class PerSampleGradients:
@@ -51,7 +52,12 @@ class PerSampleGradients:
         self.max_grad_norm = max_grad_norm
         self._hooks = None
         self._ew = None
-        if mode in ("hooks", "functorch"):
+        self._bk = None
+        if mode == "bk":
+            from ._bookkeeping import BookKeeping
+
+            self._bk = BookKeeping(module, max_grad_norm)
+        elif mode in ("hooks", "functorch"):
             from opacus.grad_sample import GradSampleHooks
 
             self._hooks = GradSampleHooks(
@@ -78,7 +84,9 @@ class PerSampleGradients:
         k = int(rows_per_example)
         if k < 1:
             raise ValueError(f"rows_per_example must be ≥ 1, got {rows_per_example}")
-        if self.mode == "ghost":
+        if self._bk is not None:
+            self._bk.backward(per_sample_losses, k)
+        elif self.mode == "ghost":
             if k > 1:
                 raise ValueError(
                     "grad_sample_mode 'ghost' clips per row from per-row norms, so it cannot "
@@ -96,6 +104,9 @@ class PerSampleGradients:
 
         (functorch and ExpandedWeights cannot backpropagate a batch of size 0.)
         """
+        if self._bk is not None:
+            self._bk.empty_batch()
+            return
         for p in self.module.parameters():
             if not p.requires_grad:
                 continue
@@ -107,7 +118,10 @@ class PerSampleGradients:
     @contextmanager
     def disabled(self) -> Iterator[None]:
         """Forward/backward through the private module without per-sample bookkeeping."""
-        if self._hooks is not None:
+        if self._bk is not None:
+            with self._bk.disabled():
+                yield
+        elif self._hooks is not None:
             self._hooks.disable_hooks()
             try:
                 yield
@@ -119,6 +133,8 @@ class PerSampleGradients:
 
     def clear_stale(self) -> None:
         """Drop activations captured by forwards that were never backpropagated."""
+        if self._bk is not None:
+            self._bk.clear_stale()
         for m in self.module.modules():
             if hasattr(m, "activations"):
                 m.activations = []
@@ -139,6 +155,9 @@ class PerSampleGradients:
         if self._ew is not None:
             self._ew.remove()
             self._ew = None
+        if self._bk is not None:
+            self._bk.remove()
+            self._bk = None
         for p in self.module.parameters():
             for attr in ("grad_sample", "_forward_counter", "_current_grad_sample", "_norm_sample"):
                 if hasattr(p, attr):
@@ -253,7 +272,8 @@ def make_dp_optimizer(
     generator: torch.Generator | None,
     secure_mode: bool,
 ):
-    """The Opacus optimizer for ``mode`` (ghost → FastGradientClipping variant).
+    """The Opacus optimizer for ``mode`` (ghost, bk → FastGradientClipping variant:
+    both leave the clipped sum in ``p.grad``; noise and 1/E are Opacus' own).
 
     ``expected_batch_size`` is the *per-rank* expected batch (global / world
     size): the distributed optimizer sums clipped gradients, adds noise on
@@ -262,7 +282,7 @@ def make_dp_optimizer(
     """
     from opacus.optimizers import get_optimizer_class
 
-    cls = get_optimizer_class(clipping="flat", distributed=distributed, grad_sample_mode=mode)
+    cls = get_optimizer_class(clipping="flat", distributed=distributed, grad_sample_mode="ghost" if mode == "bk" else mode)
     return cls(
         optimizer,
         noise_multiplier=noise_multiplier,

@@ -59,7 +59,9 @@ Contract:
   target ∞, ε_spent ∞ and no DP-SGD spend.
 - Grad-sample modes (``grad_sample_mode``): ``hooks`` (default), ``functorch``,
   ``ghost`` (ghost clipping: two backward passes, no per-sample gradients
-  materialised) and ``ew`` (ExpandedWeights). All attach to the module in place.
+  materialised), ``ew`` (ExpandedWeights) and ``bk`` (book-keeping: one backward,
+  per-layer ghost or instantiated norms, clipped sums; ``_bookkeeping.py``).
+  All attach to the module in place.
 - Checkpoints (``ckpt_path=`` to resume) carry the accountant history, the
   step count and the RNG states; a resumed run continues the ledger.
 - ``ctx.trainer`` is passed to Lightning (accelerator, devices, strategy,
@@ -577,7 +579,8 @@ class DPSGDModule(pl.LightningModule):
         if size is None or n <= size or st.finished or st.stepped_this_batch:
             self.private_step(per_example_losses(*batch), rows_per_example)
             return
-        private = st.schedule.private  # (plan_dp_sgd refused 'ghost' with a physical size)
+        private = st.schedule.private  # (plan_dp_sgd refused 'ghost' with a physical size;
+        # 'bk' leaves each slice's clipped sum in p.grad, which the skipped step accumulates)
         starts = range(0, n, size)
         st.optimizer.zero_grad(set_to_none=True)
         for start in starts[:-1]:  # sum these rows' (clipped) gradients; no noise, no step yet

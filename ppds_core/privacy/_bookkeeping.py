@@ -1,0 +1,307 @@
+"""Book-keeping clipping ("bk"): exact per-example clipping in ONE backward pass.
+
+Bu et al., "Differentially Private Optimization on Large Model at Small Cost"
+(ICML 2023), with mixed ghost clipping (Bu et al., AAAI 2023). Why: the other
+modes either materialise every per-sample gradient (hooks, functorch, ew) or
+run two backward passes (ghost). Here the forward stores each private layer's
+input, the one backward computes only the gradients of the layer *outputs*
+(``torch.autograd.grad`` towards a tap on each output, so autograd never
+computes a parameter gradient), and then, per layer:
+
+- the per-example gradient norm, by whichever is cheaper for the layer's
+  shapes (a: B×T×d_in inputs, g: B×T×d_out output gradients, T positions):
+  the *ghost norm* ‖gᵀa‖² = Σ_{t,t'} (a_t·a_t')(g_t·g_t') at ~B·T²·(d_in+d_out),
+  chosen when 2T² < d_in·d_out, or the instantiated gᵀa at ~B·T·d_in·d_out;
+- the clipped sum Σᵢ cᵢ·gᵢᵀaᵢ as one weighted product (a non-private weight
+  gradient's cost), cᵢ = min(1, C/(‖∇ᵢ‖+1e-6)) exactly as Opacus clips.
+
+Covered: Linear, Conv2d (zeros padding; unfold), Embedding, and the affine
+parameters of GroupNorm / LayerNorm (their per-example gradients are B×C, so
+they are always instantiated). Any other module owning trainable parameters
+(subclasses of the above included: their forward may differ) gets exact
+per-example gradients of its *own* parameters from ``torch.func`` (vmap of a
+vjp over its stored inputs and output gradient) — never an approximation.
+
+Rows per example (K) and a layer called several times per step: an
+example's rows and calls are extra positions of that example (its gradient
+is their sum), so they are concatenated along T before the norm — the norm
+of the summed gradient, exactly what the engine's fold does for hooks.
+
+The result is the clipped sum in ``p.grad``, which Opacus' FastGradientClipping
+optimizer (the ghost mode's) accumulates, noises and divides by E[B].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["BookKeeping", "norm_paths"]
+
+_Part = tuple[nn.Parameter, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+
+
+class _Tap(torch.autograd.Function):
+    """Identity on a layer's output whose backward records the output's gradient.
+
+    Its extra input ``anchor`` (one shared leaf) is what the engine asks
+    autograd for, so the backward reaches every tap and no parameter."""
+
+    @staticmethod
+    def forward(ctx, anchor, out, record):  # noqa: ARG004
+        ctx.record = record
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.record(grad)
+        return grad.new_zeros(()), grad, None
+
+
+def _rows(t: torch.Tensor, b: int) -> torch.Tensor:
+    """(b·K, ..., d) → (b, K·T, d): an example's rows and positions are one axis."""
+    return t.reshape(b, -1, t.shape[-1])
+
+
+def _instantiated(p: nn.Parameter, gs: torch.Tensor) -> _Part:
+    return p, gs.reshape(gs.shape[0], -1).pow(2).sum(1), \
+        lambda c: torch.einsum("i,i...->...", c, gs).view_as(p)
+
+
+def _matrix_parts(weight, bias, a: torch.Tensor, g: torch.Tensor) -> list[_Part]:
+    """Parts of y = a·Wᵀ + b with a: (B, T, d_in), g: (B, T, d_out)."""
+    t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
+    parts: list[_Part] = []
+    if weight is not None:
+        if 2 * t * t < d_in * d_out:  # ghost norm
+            norm2 = (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
+            parts.append((weight, norm2, lambda c: (
+                (g * c[:, None, None]).reshape(-1, d_out).T @ a.reshape(-1, d_in)
+            ).view_as(weight)))
+        else:
+            parts.append(_instantiated(weight, torch.einsum("bto,bti->boi", g, a)))
+    if bias is not None:
+        parts.append(_instantiated(bias, g.sum(1)))
+    return parts
+
+
+def _linear(m: nn.Linear, calls, b: int) -> list[_Part]:
+    a = torch.cat([_rows(x, b) for x, _ in calls], 1)
+    g = torch.cat([_rows(gy, b) for _, gy in calls], 1)
+    return _matrix_parts(m.weight, m.bias, a, g)
+
+
+def _conv2d(m: nn.Conv2d, calls, b: int) -> list[_Part]:
+    def unfolded(x):  # (N, C·kh·kw, L) → (b, K·L, C·kh·kw)
+        u = F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride)
+        return _rows(u.transpose(1, 2), b)
+
+    a = torch.cat([unfolded(x) for x, _ in calls], 1)
+    g = torch.cat([_rows(gy.flatten(2).transpose(1, 2), b) for _, gy in calls], 1)
+    return _matrix_parts(m.weight, m.bias, a, g)
+
+
+def _embedding(m: nn.Embedding, calls, b: int) -> list[_Part]:
+    idx = torch.cat([i.reshape(b, -1) for i, _ in calls], 1)
+    g = torch.cat([_rows(gy, b) for _, gy in calls], 1)
+    if m.padding_idx is not None:  # the padding row gets no gradient
+        g = g * (idx != m.padding_idx).unsqueeze(-1).to(g.dtype)
+    v, d = m.weight.shape
+    t = idx.shape[1]
+
+    def clipped(c):
+        return m.weight.new_zeros(v, d).index_add_(0, idx.reshape(-1),
+                                                   (g * c[:, None, None]).reshape(-1, d))
+
+    if t * t < v:  # ghost norm: positions with the same index share a row
+        same = (idx.unsqueeze(2) == idx.unsqueeze(1)).to(g.dtype)
+        return [(m.weight, (same * torch.bmm(g, g.transpose(1, 2))).sum((1, 2)), clipped)]
+    gs = g.new_zeros(b, v, d).scatter_add_(1, idx.unsqueeze(-1).expand(-1, -1, d), g)
+    return [(m.weight, gs.reshape(b, -1).pow(2).sum(1), clipped)]
+
+
+def _affine(m, calls, b: int, normalise, reduce_dims) -> list[_Part]:
+    w_rows, b_rows = [], []
+
+    def per_example(t, dims):  # (sum(()) would sum every dim)
+        return (t.sum(dims) if dims else t).reshape(b, -1, *m.weight.shape).sum(1)
+
+    for x, gy in calls:
+        dims = reduce_dims(x)
+        w_rows.append(per_example(normalise(x) * gy, dims))
+        b_rows.append(per_example(gy, dims))
+    parts = [_instantiated(m.weight, torch.stack(w_rows).sum(0))]
+    if m.bias is not None:
+        parts.append(_instantiated(m.bias, torch.stack(b_rows).sum(0)))
+    return parts
+
+
+def _group_norm(m: nn.GroupNorm, calls, b: int) -> list[_Part]:
+    return _affine(m, calls, b, lambda x: F.group_norm(x, m.num_groups, eps=m.eps),
+                   lambda x: tuple(range(2, x.ndim)))
+
+
+def _layer_norm(m: nn.LayerNorm, calls, b: int) -> list[_Part]:
+    ns = tuple(m.normalized_shape)
+    return _affine(m, calls, b, lambda x: F.layer_norm(x, ns, eps=m.eps),
+                   lambda x: tuple(range(1, x.ndim - len(ns))))
+
+
+def _covers(m: nn.Module) -> Callable | None:
+    """The closed-form rule of ``m``'s exact type, None → torch.func fallback."""
+    kind = type(m)
+    if kind is nn.Linear:
+        return _linear
+    if kind is nn.Conv2d and m.groups == 1 and m.padding_mode == "zeros" \
+            and not isinstance(m.padding, str):
+        return _conv2d
+    if kind is nn.Embedding and m.max_norm is None and not m.scale_grad_by_freq \
+            and not m.sparse:
+        return _embedding
+    if kind is nn.GroupNorm and m.affine:
+        return _group_norm
+    if kind is nn.LayerNorm and m.weight is not None:
+        return _layer_norm
+    return None
+
+
+def norm_paths(module: nn.Module) -> dict[str, str]:
+    """Which rule each parameter-owning submodule takes (for logs and docs)."""
+    return {name or "<root>": (rule.__name__.strip("_") if (rule := _covers(m)) else "torch.func")
+            for name, m in module.named_modules() if _own_params(m)}
+
+
+def _own_params(m: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    return [(n, p) for n, p in m._parameters.items() if p is not None and p.requires_grad]
+
+
+class BookKeeping:
+    """Attached to ``module`` in place: taps, stored inputs, one backward, clipped sums."""
+
+    def __init__(self, module: nn.Module, max_grad_norm: float) -> None:
+        self.module, self.max_grad_norm = module, float(max_grad_norm)
+        self._enabled, self._inside = True, False
+        self._anchor = torch.zeros((), requires_grad=True)
+        self._layers: list[tuple[nn.Module, Callable | None, list]] = []
+        self._handles = []
+        seen: set[int] = set()
+        for m in module.modules():
+            own = _own_params(m)
+            if not own:
+                continue
+            if any(id(p) in seen for _, p in own):
+                raise ValueError(f"grad_sample_mode 'bk' cannot clip a parameter shared by two "
+                                 f"modules ({type(m).__name__}); use 'hooks'")
+            seen.update(id(p) for _, p in own)
+            calls: list = []
+            self._layers.append((m, _covers(m), calls))
+            self._handles.append(m.register_forward_hook(
+                self._hook(calls, _covers(m) is not None), with_kwargs=True))
+
+    def _hook(self, calls: list, covered: bool):
+        def hook(m, args, kwargs, out):
+            if (not self._enabled or self._inside or not m.training
+                    or not torch.is_grad_enabled()):
+                return None
+            if not isinstance(out, torch.Tensor):
+                raise ValueError(f"grad_sample_mode 'bk' needs {type(m).__name__} to return one "
+                                 "tensor; use 'hooks' for this module")
+            slot = [args[0].detach() if covered else (args, kwargs), None]
+            calls.append(slot)
+            anchor = self._anchor if self._anchor.device == out.device else \
+                self._anchor.to(out.device)
+            return _Tap.apply(anchor, out, lambda g: slot.__setitem__(1, g.detach()))
+        return hook
+
+    # -- the engine's interface -------------------------------------------------------
+
+    def backward(self, per_sample_losses: torch.Tensor, rows_per_example: int = 1) -> None:
+        """One backward to the layer outputs; the clipped sum of this batch in ``p.grad``."""
+        b, k = per_sample_losses.shape[0], int(rows_per_example)
+        for m, _, calls in self._layers:
+            for slot in calls:
+                rows = _batch_rows(slot[0])
+                if rows != b * k:
+                    raise RuntimeError(
+                        f"{type(m).__name__} saw {rows} rows for {b} per-example losses × "
+                        f"rows_per_example={k}: clipping would not be per example and ε would "
+                        "be wrong; pass private_step(losses, rows_per_example=K)")
+        if any(calls for _, _, calls in self._layers):
+            torch.autograd.grad(per_sample_losses.sum(), [self._anchor], allow_unused=True)
+        parts: list[_Part] = []
+        for m, rule, calls in self._layers:
+            done = [(x, g) for x, g in calls if g is not None]
+            if done:
+                parts += rule(m, done, b) if rule else self._per_sample(m, done, b)
+            calls.clear()
+        norms = torch.stack([n for _, n, _ in parts], 1).sum(1).sqrt() if parts else None
+        clip = None if norms is None else (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        grads: dict[int, torch.Tensor] = {}
+        for p, _, clipped in parts:
+            gp = clipped(clip.to(p.dtype))
+            grads[id(p)] = grads[id(p)] + gp if id(p) in grads else gp
+        for p in self.module.parameters():
+            if p.requires_grad:
+                p.grad = grads.get(id(p), torch.zeros_like(p)).detach()
+
+    def empty_batch(self) -> None:
+        self.clear_stale()
+        for p in self.module.parameters():
+            if p.requires_grad:
+                p.grad = torch.zeros_like(p)
+
+    @contextmanager
+    def disabled(self) -> Iterator[None]:
+        self._enabled = False
+        try:
+            yield
+        finally:
+            self._enabled = True
+
+    def clear_stale(self) -> None:
+        for _, _, calls in self._layers:
+            calls.clear()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles, self._layers = [], []
+
+    # -- the fallback --------------------------------------------------------------------
+
+    def _per_sample(self, m: nn.Module, calls, b: int) -> list[_Part]:
+        """Exact per-example gradients of ``m``'s own parameters by torch.func (vmap ∘ vjp)."""
+        names = [n for n, _ in _own_params(m)]
+        params = {n: getattr(m, n).detach() for n in names}
+        total = None
+        self._inside = True
+        try:
+            for (args, kwargs), gy in calls:
+                batched = [isinstance(a, torch.Tensor) for a in args]
+
+                def row(p, xs, gi, args=args, kwargs=kwargs, batched=batched):
+                    it = iter(xs)
+                    full = tuple(next(it).unsqueeze(0) if bt else a
+                                 for a, bt in zip(args, batched, strict=True))
+                    _, vjp = torch.func.vjp(
+                        lambda q: torch.func.functional_call(m, q, full, kwargs), p)
+                    return vjp(gi.unsqueeze(0))[0]
+
+                xs = tuple(a.detach() for a, bt in zip(args, batched, strict=True) if bt)
+                per_row = torch.func.vmap(row, in_dims=(None, 0, 0))(params, xs, gy)
+                folded = {n: g.reshape(b, -1, *g.shape[1:]).sum(1) for n, g in per_row.items()}
+                total = folded if total is None else {n: total[n] + folded[n] for n in names}
+        finally:
+            self._inside = False
+        return [_instantiated(getattr(m, n), total[n]) for n in names]
+
+
+def _batch_rows(saved) -> int:
+    if isinstance(saved, torch.Tensor):
+        return saved.shape[0]
+    args, _ = saved
+    return next(a.shape[0] for a in args if isinstance(a, torch.Tensor))
