@@ -278,8 +278,12 @@ def test_the_board_warns_when_noise_was_seeded(monkeypatch, tmp_path):
     board = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "Noise seeded from a public seed" in board and "fake-gen / ε=1" in board
     default = run_matrix(copy.deepcopy(MATRIX), tmp_path / "default")
-    assert default.exit_code == 0
+    again = run_matrix(copy.deepcopy(MATRIX), tmp_path / "again")
+    assert default.exit_code == again.exit_code == 0
     assert "Noise seeded" not in (tmp_path / "default" / "leaderboard.md").read_text()
+    # two default runs of one seed: the same cells over the same data splits (cell ids hash both)
+    assert ({r["cell"] for r in read_results(tmp_path / "default")}
+            == {r["cell"] for r in read_results(tmp_path / "again")})
 
 
 # --------------------------------------------------------------------------- accountants
