@@ -10,8 +10,9 @@ engine's own ``PerSampleGradients`` and Opacus optimizer, without Lightning.
 The non-private step at the same K is the baseline of each row, so the ratio
 isolates what DP costs.
 
-Timing as in ``bench_dpsgd.py``: warm-up, then variants interleaved in each
-round (order rotated) and the median per-step time reported.
+Timing and peak memory (``--memory``) as in ``bench_dpsgd.py``: warm-up, then
+variants interleaved in each round (order rotated) and the median per-step time
+reported; ``--batches`` sweeps the batch, ``--device cuda`` runs on the GPU.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import warnings
 
 import torch
 from _interleave import interleaved
+from bench_dpsgd import memory_cell, peak_in_child, report_peak, timed_steps
 from ppds_plugins.generators.dp_diffusion._config import DiffusionConfig
 from ppds_plugins.generators.dp_diffusion._objective import (
     NoiseMultiplicityDDPMLoss,
@@ -38,14 +40,15 @@ VARIANTS = ("non-private", *GRAD_SAMPLE_MODES)
 
 
 class Variant:
-    def __init__(self, name: str, size: int, batch: int, k: int, channels: list[int]) -> None:
+    def __init__(self, name: str, size: int, batch: int, k: int, channels: list[int],
+                 device: str = "cpu") -> None:
         torch.manual_seed(0)
-        self.name = name
+        self.name, self.device = name, device
         cfg = DiffusionConfig(block_out_channels=channels, noise_multiplicity=k)
         side = model_side(size, len(channels))
         unet = build_unet(cfg, 1, side, 10)
         obj = NoiseMultiplicityDDPMLoss(unet, make_train_scheduler(1000, cfg.beta_schedule), k, 10)
-        self.model = obj
+        self.model = obj.to(device)
         self.k = k
         opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         if name == "non-private":
@@ -58,8 +61,8 @@ class Variant:
                                          expected_batch_size=float(batch), distributed=False,
                                          generator=None, secure_mode=False)
         g = torch.Generator().manual_seed(1)
-        self.x = torch.rand(batch, 1, side, side, generator=g) * 2 - 1
-        self.y = torch.randint(0, 10, (batch,), generator=g)
+        self.x = (torch.rand(batch, 1, side, side, generator=g) * 2 - 1).to(device)
+        self.y = torch.randint(0, 10, (batch,), generator=g).to(device)
 
     def step(self) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -71,20 +74,19 @@ class Variant:
         self.opt.step()
 
     def timed(self, steps: int) -> tuple[float, float]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(steps):
-            self.step()
-        return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
+        return timed_steps(self.step, steps, self.device)
 
 
 def measure(size: int, batch: int, k: int, channels: list[int], rounds: int, steps: int,
-            warmup: int) -> dict[str, dict]:
-    return interleaved(lambda name: Variant(name, size, batch, k, channels), VARIANTS, rounds, steps, warmup, error_width=70)
+            warmup: int, device: str = "cpu") -> dict[str, dict]:
+    return interleaved(lambda name: Variant(name, size, batch, k, channels, device), VARIANTS,
+                       rounds, steps, warmup, error_width=70)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32, help="examples per batch (rows = batch·K)")
+    parser.add_argument("--batches", "--batch", type=int, nargs="+", default=[32],
+                        help="examples per batch (rows = batch·K); several → a sweep")
     parser.add_argument("--size", type=int, default=8, help="image side (padded for the UNet)")
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 4])
@@ -92,10 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="steps timed per variant per round")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--memory", action="store_true", help="also the peak memory per mode")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args(argv)
     torch.set_num_threads(args.threads)
     for msg in ("Full backward hook is firing", "In CPU autocast", "Using a non-full backward hook"):
         warnings.filterwarnings("ignore", message=msg)
+    if args.peak_of is not None:  # the child of --memory: one variant, one K, one batch
+        return report_peak(lambda: Variant(args.peak_of, args.size, args.batches[0], args.ks[0],
+                                           args.channels, args.device))
 
     import diffusers
     import opacus
@@ -107,23 +115,40 @@ def main(argv: list[str] | None = None) -> int:
           f"{opacus.__version__}, diffusers {diffusers.__version__}, "
           f"date {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"UNet2DModel block_out_channels={args.channels}, {args.size}×{args.size} grey, "
-          f"batch {args.batch} examples, {args.rounds} interleaved rounds × {args.steps} steps, "
+          f"batches {args.batches} examples, {args.rounds} interleaved rounds × {args.steps} steps, "
           f"{args.warmup} warm-up. Cell: median DP step / median non-private step at the same K, "
           "by wall-clock time, then by process CPU time, then the median wall ms per step\n")
+    if args.device.startswith("cuda"):
+        print(f"device {torch.cuda.get_device_name(args.device)}")
     print("| K (rows) | " + " | ".join(VARIANTS) + " |")
     print("|" + " --- |" * (len(VARIANTS) + 1))
     for k in args.ks:
-        res = measure(args.size, args.batch, k, args.channels, args.rounds, args.steps, args.warmup)
-        base = res["non-private"]
-        cells = []
-        for name in VARIANTS:
-            r = res[name]
-            if "error" in r:
-                cells.append(f"fails ({r['error']})")
-            else:
-                cells.append(f"{r['wall'] / base['wall']:.2f} / {r['cpu'] / base['cpu']:.2f} "
-                             f"({1000 * r['wall']:.0f} ms)")
-        print(f"| {k} ({args.batch * k}) | " + " | ".join(cells) + " |", flush=True)
+        for batch in args.batches:
+            res = measure(args.size, batch, k, args.channels, args.rounds, args.steps,
+                          args.warmup, args.device)
+            base = res["non-private"]
+            cells = []
+            for name in VARIANTS:
+                r = res[name]
+                if "error" in r:
+                    cells.append(f"fails ({r['error']})")
+                else:
+                    cells.append(f"{r['wall'] / base['wall']:.2f} / {r['cpu'] / base['cpu']:.2f} "
+                                 f"({1000 * r['wall']:.0f} ms)")
+            print(f"| {k} ({batch} × {k}) | " + " | ".join(cells) + " |", flush=True)
+    if args.memory:
+        print("\nPeak memory of two steps (× the non-private step's)\n")
+        print("| K (rows) | " + " | ".join(VARIANTS) + " |")
+        print("|" + " --- |" * (len(VARIANTS) + 1))
+        for k in args.ks:
+            for batch in args.batches:
+                child = ["--size", str(args.size), "--batches", str(batch), "--ks", str(k),
+                         "--channels", *map(str, args.channels), "--device", args.device,
+                         "--threads", str(args.threads)]
+                mem = {name: peak_in_child(__file__, name, child) for name in VARIANTS}
+                print(f"| {k} ({batch} × {k}) | "
+                      + " | ".join(memory_cell(mem[n], mem["non-private"]) for n in VARIANTS)
+                      + " |", flush=True)
     return 0
 
 

@@ -42,7 +42,8 @@ from torch import nn
 
 __all__ = ["BookKeeping", "norm_paths"]
 
-_Part = tuple[nn.Parameter, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+#: (parameter, per-example squared norms (B,), c ↦ Σᵢ cᵢ∇ᵢ, how the norm was computed)
+_Part = tuple[nn.Parameter, torch.Tensor, Callable[[torch.Tensor], torch.Tensor], str]
 
 
 class _Tap(torch.autograd.Function):
@@ -63,26 +64,37 @@ class _Tap(torch.autograd.Function):
 
 
 def _rows(t: torch.Tensor, b: int) -> torch.Tensor:
-    """(b·K, ..., d) → (b, K·T, d): an example's rows and positions are one axis."""
+    """(b·K, ..., d) → (b, K·T, d): an example's rows and positions are one axis
+    (a view when K = 1, so a transposed unfold is not copied)."""
     return t.reshape(b, -1, t.shape[-1])
+
+
+def _cat(ts: list[torch.Tensor]) -> torch.Tensor:
+    """Positions of several calls of one layer, side by side (no copy for one call)."""
+    return ts[0] if len(ts) == 1 else torch.cat(ts, 1)
+
+
+def _per_row(c: torch.Tensor, rows: int) -> torch.Tensor:
+    """An example's clip factor on each of its K rows."""
+    return c.repeat_interleave(rows // c.shape[0])
 
 
 def _instantiated(p: nn.Parameter, gs: torch.Tensor) -> _Part:
     return p, gs.reshape(gs.shape[0], -1).pow(2).sum(1), \
-        lambda c: torch.einsum("i,i...->...", c, gs).view_as(p)
+        lambda c: torch.einsum("i,i...->...", c, gs).view_as(p), "instantiated"
 
 
-def _matrix_parts(weight, bias, a: torch.Tensor, g: torch.Tensor) -> list[_Part]:
-    """Parts of y = a·Wᵀ + b with a: (B, T, d_in), g: (B, T, d_out)."""
+def _matrix_parts(weight, bias, a: torch.Tensor, g: torch.Tensor,
+                  weight_sum: Callable[[torch.Tensor], torch.Tensor]) -> list[_Part]:
+    """Parts of y = a·Wᵀ + b with a: (B, T, d_in), g: (B, T, d_out); ``weight_sum(c)``
+    is Σᵢ cᵢ·gᵢᵀaᵢ computed the layer's own way (one weighted product)."""
     t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
     parts: list[_Part] = []
     if weight is not None:
         if 2 * t * t < d_in * d_out:  # ghost norm
             norm2 = (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
-            parts.append((weight, norm2, lambda c: (
-                (g * c[:, None, None]).reshape(-1, d_out).T @ a.reshape(-1, d_in)
-            ).view_as(weight)))
-        else:
+            parts.append((weight, norm2, weight_sum, "ghost"))
+        else:  # instantiated; its clipped sum is then the cheaper einsum over B
             parts.append(_instantiated(weight, torch.einsum("bto,bti->boi", g, a)))
     if bias is not None:
         parts.append(_instantiated(bias, g.sum(1)))
@@ -90,24 +102,34 @@ def _matrix_parts(weight, bias, a: torch.Tensor, g: torch.Tensor) -> list[_Part]
 
 
 def _linear(m: nn.Linear, calls, b: int) -> list[_Part]:
-    a = torch.cat([_rows(x, b) for x, _ in calls], 1)
-    g = torch.cat([_rows(gy, b) for _, gy in calls], 1)
-    return _matrix_parts(m.weight, m.bias, a, g)
+    a = _cat([_rows(x, b) for x, _ in calls])
+    g = _cat([_rows(gy, b) for _, gy in calls])
+
+    def weight_sum(c):
+        return sum((gy * _per_row(c, gy.shape[0]).view(-1, *[1] * (gy.ndim - 1)))
+                   .reshape(-1, gy.shape[-1]).T @ x.reshape(-1, x.shape[-1]) for x, gy in calls)
+
+    return _matrix_parts(m.weight, m.bias, a, g, weight_sum)
 
 
 def _conv2d(m: nn.Conv2d, calls, b: int) -> list[_Part]:
     def unfolded(x):  # (N, C·kh·kw, L) → (b, K·L, C·kh·kw)
-        u = F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride)
-        return _rows(u.transpose(1, 2), b)
+        return _rows(F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride).transpose(1, 2), b)
 
-    a = torch.cat([unfolded(x) for x, _ in calls], 1)
-    g = torch.cat([_rows(gy.flatten(2).transpose(1, 2), b) for _, gy in calls], 1)
-    return _matrix_parts(m.weight, m.bias, a, g)
+    a = _cat([unfolded(x) for x, _ in calls])
+    g = _cat([_rows(gy.flatten(2).transpose(1, 2), b) for _, gy in calls])
+
+    def weight_sum(c):  # torch's own weight-gradient kernel, on c-scaled output gradients
+        return sum(torch.nn.grad.conv2d_weight(
+            x, m.weight.shape, gy * _per_row(c, gy.shape[0]).view(-1, 1, 1, 1),
+            m.stride, m.padding, m.dilation, m.groups) for x, gy in calls)
+
+    return _matrix_parts(m.weight, m.bias, a, g, weight_sum)
 
 
 def _embedding(m: nn.Embedding, calls, b: int) -> list[_Part]:
-    idx = torch.cat([i.reshape(b, -1) for i, _ in calls], 1)
-    g = torch.cat([_rows(gy, b) for _, gy in calls], 1)
+    idx = _cat([i.reshape(b, -1) for i, _ in calls])
+    g = _cat([_rows(gy, b) for _, gy in calls])
     if m.padding_idx is not None:  # the padding row gets no gradient
         g = g * (idx != m.padding_idx).unsqueeze(-1).to(g.dtype)
     v, d = m.weight.shape
@@ -119,9 +141,9 @@ def _embedding(m: nn.Embedding, calls, b: int) -> list[_Part]:
 
     if t * t < v:  # ghost norm: positions with the same index share a row
         same = (idx.unsqueeze(2) == idx.unsqueeze(1)).to(g.dtype)
-        return [(m.weight, (same * torch.bmm(g, g.transpose(1, 2))).sum((1, 2)), clipped)]
+        return [(m.weight, (same * torch.bmm(g, g.transpose(1, 2))).sum((1, 2)), clipped, "ghost")]
     gs = g.new_zeros(b, v, d).scatter_add_(1, idx.unsqueeze(-1).expand(-1, -1, d), g)
-    return [(m.weight, gs.reshape(b, -1).pow(2).sum(1), clipped)]
+    return [(m.weight, gs.reshape(b, -1).pow(2).sum(1), clipped, "instantiated")]
 
 
 def _affine(m, calls, b: int, normalise, reduce_dims) -> list[_Part]:
@@ -187,6 +209,9 @@ class BookKeeping:
         self._enabled, self._inside = True, False
         self._anchor = torch.zeros((), requires_grad=True)
         self._layers: list[tuple[nn.Module, Callable | None, list]] = []
+        #: parameter name → how its norm was computed in the last step (ghost, instantiated,
+        #: torch.func): the mixed choice depends on the batch's shapes, so it is observed
+        self.last_norms: dict[str, str] = {}
         self._handles = []
         seen: set[int] = set()
         for m in module.modules():
@@ -236,12 +261,15 @@ class BookKeeping:
         for m, rule, calls in self._layers:
             done = [(x, g) for x, g in calls if g is not None]
             if done:
-                parts += rule(m, done, b) if rule else self._per_sample(m, done, b)
+                new = rule(m, done, b) if rule else self._per_sample(m, done, b)
+                parts += new if rule else [(*q[:3], "torch.func") for q in new]
             calls.clear()
-        norms = torch.stack([n for _, n, _ in parts], 1).sum(1).sqrt() if parts else None
+        names = {id(p): n for n, p in self.module.named_parameters()}
+        self.last_norms = {names[id(q[0])]: q[3] for q in parts}
+        norms = torch.stack([q[1] for q in parts], 1).sum(1).sqrt() if parts else None
         clip = None if norms is None else (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
         grads: dict[int, torch.Tensor] = {}
-        for p, _, clipped in parts:
+        for p, _, clipped, _ in parts:
             gp = clipped(clip.to(p.dtype))
             grads[id(p)] = grads[id(p)] + gp if id(p) in grads else gp
         for p in self.module.parameters():
