@@ -84,47 +84,51 @@ def _instantiated(p: nn.Parameter, gs: torch.Tensor) -> _Part:
         lambda c: torch.einsum("i,i...->...", c, gs).view_as(p), "instantiated"
 
 
-def _matrix_parts(weight, bias, a: torch.Tensor, g: torch.Tensor,
+def _matrix_parts(weight, bias, rows: list[tuple[torch.Tensor, torch.Tensor]], b: int,
                   weight_sum: Callable[[torch.Tensor], torch.Tensor]) -> list[_Part]:
-    """Parts of y = a·Wᵀ + b with a: (B, T, d_in), g: (B, T, d_out); ``weight_sum(c)``
-    is Σᵢ cᵢ·gᵢᵀaᵢ computed the layer's own way (one weighted product)."""
-    t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
+    """Parts of y = a·Wᵀ + b; ``rows``: per call, a: (b·K, T, d_in) and g: (b·K, T, d_out)
+    (views, often transposed); ``weight_sum(c)`` is Σᵢ cᵢ·gᵢᵀaᵢ computed the layer's own
+    way (one weighted product)."""
+    k_t = sum(a.shape[0] * a.shape[1] for a, _ in rows) // b  # positions per example
+    d_in, d_out = rows[0][0].shape[2], rows[0][1].shape[2]
     parts: list[_Part] = []
     if weight is not None:
-        if 2 * t * t < d_in * d_out:  # ghost norm
+        if 2 * k_t * k_t < d_in * d_out:  # ghost norm over all of an example's positions
+            a = _cat([_rows(a, b) for a, _ in rows])
+            g = _cat([_rows(g, b) for _, g in rows])
             norm2 = (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
             parts.append((weight, norm2, weight_sum, "ghost"))
-        else:  # instantiated; its clipped sum is then the cheaper einsum over B
-            parts.append(_instantiated(weight, torch.einsum("bto,bti->boi", g, a)))
+        else:  # instantiated row by row (bmm takes the transposed views as they are), then
+            # each example's K rows summed; its clipped sum is the cheaper einsum over B
+            gs = sum(torch.bmm(g.transpose(1, 2), a).view(b, -1, d_out, d_in).sum(1)
+                     for a, g in rows)
+            parts.append(_instantiated(weight, gs))
     if bias is not None:
-        parts.append(_instantiated(bias, g.sum(1)))
+        parts.append(_instantiated(bias, sum(g.sum(1).view(b, -1, d_out).sum(1) for _, g in rows)))
     return parts
 
 
 def _linear(m: nn.Linear, calls, b: int) -> list[_Part]:
-    a = _cat([_rows(x, b) for x, _ in calls])
-    g = _cat([_rows(gy, b) for _, gy in calls])
+    rows = [(x.reshape(x.shape[0], -1, x.shape[-1]), gy.reshape(gy.shape[0], -1, gy.shape[-1]))
+            for x, gy in calls]
 
     def weight_sum(c):
         return sum((gy * _per_row(c, gy.shape[0]).view(-1, *[1] * (gy.ndim - 1)))
                    .reshape(-1, gy.shape[-1]).T @ x.reshape(-1, x.shape[-1]) for x, gy in calls)
 
-    return _matrix_parts(m.weight, m.bias, a, g, weight_sum)
+    return _matrix_parts(m.weight, m.bias, rows, b, weight_sum)
 
 
 def _conv2d(m: nn.Conv2d, calls, b: int) -> list[_Part]:
-    def unfolded(x):  # (N, C·kh·kw, L) → (b, K·L, C·kh·kw)
-        return _rows(F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride).transpose(1, 2), b)
-
-    a = _cat([unfolded(x) for x, _ in calls])
-    g = _cat([_rows(gy.flatten(2).transpose(1, 2), b) for _, gy in calls])
+    rows = [(F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride).transpose(1, 2),
+             gy.flatten(2).transpose(1, 2)) for x, gy in calls]  # (N, L, C·kh·kw), (N, L, C_out)
 
     def weight_sum(c):  # torch's own weight-gradient kernel, on c-scaled output gradients
         return sum(torch.nn.grad.conv2d_weight(
             x, m.weight.shape, gy * _per_row(c, gy.shape[0]).view(-1, 1, 1, 1),
             m.stride, m.padding, m.dilation, m.groups) for x, gy in calls)
 
-    return _matrix_parts(m.weight, m.bias, a, g, weight_sum)
+    return _matrix_parts(m.weight, m.bias, rows, b, weight_sum)
 
 
 def _embedding(m: nn.Embedding, calls, b: int) -> list[_Part]:
