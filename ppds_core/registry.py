@@ -111,12 +111,13 @@ class Registry:
 
         try:
             module = ep.load()
-        except Exception as exc:  # a broken plugin must never take the host down
+        except BaseException as exc:  # noqa: BLE001 - sys.exit / KeyboardInterrupt at import too:
+            # a broken plugin must never take the host down
             broken(f"failed to import {ep.value}: {_short_error(exc)}")
             return
         try:
             self.pm.register(module, name=f"{dist_name}:{ep.name}")
-        except Exception as exc:  # bad hook signature, duplicate registration, …
+        except BaseException as exc:  # noqa: BLE001 - bad hook signature, duplicate registration, …
             broken(f"invalid hooks in {ep.value}: {_short_error(exc)}")
             return
         impls = [i for i in self.pm.hook.register_plugins.get_hookimpls() if i.plugin is module]
@@ -149,7 +150,7 @@ class Registry:
         try:
             for impl in impls:
                 impl.function(register=register)
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001 - sys.exit in register_plugins included
             broken(f"register_plugins in {ep.value} failed: {_short_error(exc)}")
             return
         self._infos.extend(info for info in found if self._kept(info))

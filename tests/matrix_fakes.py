@@ -21,6 +21,7 @@ SOURCE = (
     import json
     import math
     import os
+    import sys
     import time
     from pathlib import Path
 
@@ -248,11 +249,62 @@ SOURCE = (
             return [Measurement("fake-mia-auc", roc_auc_score(is_member, scores))]
 
 
+    def _segfault():
+        import ctypes
+        ctypes.string_at(0)
+
+
+    def _hang():
+        pid_file = os.environ.get("PPDS_FAKE_PID")
+        if pid_file:
+            Path(pid_file).write_text(str(os.getpid()))
+        time.sleep(3600)
+
+
+    #: what a misbehaving plugin does instead of its work (tests/test_isolation.py)
+    MISBEHAVIOURS = {
+        "hang": _hang,
+        "exit0": lambda: sys.exit(0),
+        "exit5": lambda: sys.exit(5),
+        "os-exit0": lambda: os._exit(0),
+        "abort": os.abort,
+        "interrupt": lambda: (_ for _ in ()).throw(KeyboardInterrupt()),
+        "segfault": _segfault,
+    }
+
+
+    def _misbehaving_metric(how):
+        def evaluate(self, ctx):
+            count(f"eval fake-{how}")
+            MISBEHAVIOURS[how]()
+            return [Measurement(f"fake-{how}", 1.0)]
+
+        return type(f"Fake_{how}", (Metric,), {"name": f"fake-{how}", "higher_is_better": True,
+                                                "evaluate": evaluate})
+
+
+    class BadGenConfig(FakeGenConfig):
+        how: str = "segfault"
+
+
+    class FakeBadGen(FakeGen):
+        """fake-gen whose fit misbehaves as config.how says (a key of MISBEHAVIOURS)."""
+        name = "fake-bad-gen"
+        Config = BadGenConfig
+
+        def fit(self, private, budget, ctx):
+            count(f"fit-bad {self.config.how}")
+            MISBEHAVIOURS[self.config.how]()
+            return super().fit(private, budget, ctx)
+
+
     @hookimpl
     def register_plugins(register):
         for cls in (TinySet, TinyPublic, FolderSet, FakeGen, FakeGap, FakeAcc, Boom, FakeRero, Picky,
-                    Blocker, FakeMia):
+                    Blocker, FakeMia, FakeBadGen):
             register(cls)
+        for how in MISBEHAVIOURS:
+            register(_misbehaving_metric(how))
     '''
 )
 

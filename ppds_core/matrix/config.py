@@ -69,14 +69,30 @@ def _no_booleans(value: Any) -> Any:
 
 #: matrix seeds: non-negative and small enough for every RNG that derives from them
 MAX_SEED = 2**31 - 1
+#: minutes an evaluation may run before its process is killed and its row is `failed`; an
+#: attack that trains shadow models (`needs: shadow-models`) fits generators, which have no limit
+EVALUATOR_TIMEOUT_MIN = 60.0
+
+
+def _timeout_field(what: str, default: str) -> Any:
+    return Field(None, gt=0, description=f"minutes {what} may run before its process is killed "
+                 f"and recorded as failed (.inf: no limit); default: {default}")
+
+
+def evaluator_timeout(timeout_min: float | None, needs: frozenset[str]) -> float | None:
+    """An evaluator's time limit in minutes (None: no limit): the file's, else the default."""
+    if timeout_min is not None:
+        return timeout_min if math.isfinite(timeout_min) else None
+    return None if "shadow-models" in needs else EVALUATOR_TIMEOUT_MIN
 
 
 class GeneratorEntry(_Strict):
     name: str = Field(description="generator plugin name")
     epsilons: list[float | str] = Field(min_length=1, description="target ε values; inf = non-private")
     config: dict[str, Any] = Field(default_factory=dict, description="the generator's own options")
+    timeout_min: float | None = _timeout_field("one fit of this generator", "no limit")
 
-    _check_epsilons = field_validator("epsilons", mode="before")(_no_booleans)
+    _check_epsilons = field_validator("epsilons", "timeout_min", mode="before")(_no_booleans)
 
 
 class EvaluatorEntry(_Strict):
@@ -88,6 +104,10 @@ class EvaluatorEntry(_Strict):
     epsilons: list[float | str] | None = Field(
         None, min_length=1, description="run only on generator cells at these ε (the "
         f"{REAL_DATA!r} row is chosen by `generators` alone); default: every ε")
+    timeout_min: float | None = _timeout_field(
+        "one evaluation", f"{EVALUATOR_TIMEOUT_MIN:g}, no limit for attacks that train shadow models")
+
+    _check_timeout = field_validator("timeout_min", mode="before")(_no_booleans)
 
 
 class MatrixConfig(_Strict):
@@ -151,6 +171,8 @@ class ResolvedPlugin:
     #: an evaluator's cell filter (``generators:`` / ``epsilons:`` in the file); None = all
     generators: tuple[str, ...] | None = None
     epsilons: tuple[float, ...] | None = None
+    #: minutes one unit of it (a fit, an evaluation) may run; None = no limit
+    timeout_min: float | None = None
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")
@@ -287,6 +309,7 @@ def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> Re
     for i, g in enumerate(cfg.generators):
         where = f"generators[{i}]"
         plugin = _resolve(g.name, "generator", g.config, where, source, smoke)
+        plugin.timeout_min = g.timeout_min if g.timeout_min is None or math.isfinite(g.timeout_min) else None
         epsilons: list[float] = []
         for j, raw in enumerate(g.epsilons):
             try:
@@ -308,6 +331,7 @@ def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> Re
             seen.add(e.name)
             ev = _resolve(e.name, kind, e.config, where, source, smoke)
             ev.generators, ev.epsilons = _filters(e, generators, cfg.delta, where, source)
+            ev.timeout_min = evaluator_timeout(e.timeout_min, frozenset(getattr(ev.cls, "needs", ())))
             evaluators.append(ev)
     return ResolvedMatrix(cfg, source, smoke, datasets, generators, evaluators)
 

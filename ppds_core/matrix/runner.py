@@ -5,8 +5,14 @@ The runner's promises (docs/matrix.md):
 - *cached*: a measurement whose hash already has an ``ok`` or ``skipped`` row
   is not recomputed; a cell whose measurements are all cached is not even
   loaded; a fitted model (``fit.json`` present) is loaded, not refitted.
-- *isolated*: an exception in a fit or a measurement becomes a ``failed`` row
-  (traceback in ``run.log``) and the run goes on; exit code 1 at the end.
+- *isolated*: every fit and every measurement runs in a child process
+  (``_isolation``): an exception, a crash (a signal), an exit (``sys.exit``,
+  ``os._exit``), a ``KeyboardInterrupt`` raised by the plugin or a timeout
+  (``timeout_min``) becomes that unit's ``failed`` row with the reason (traceback
+  in ``run.log``) and the run goes on; exit code 1 at the end. Only Ctrl-C or
+  SIGTERM to ppds itself stops the run (exit 130 / 143), resumably.
+- *one writer*: the run holds ``DIR/.ppds-run.lock`` (``_lock``); a second run
+  on the folder exits 2 naming the holder (distinct shards share the folder).
 - *shardable*: ``--shard i/n`` keeps the cells whose config hash is ``i-1``
   modulo ``n``; all shards may append to one folder.
 """
@@ -32,6 +38,8 @@ from ..errors import ConfigError, PpdsError, RunStorageError, SkipMeasurement
 from ..imageset import ImageSet, Splits
 from ..interfaces import DatasetProvider, EvalContext, FitContext, Generator, Measurement
 from ..safe_load import inside
+from ._isolation import UnitError, isolation, run_isolated, stop_on_sigterm
+from ._lock import RunLock
 from ._workers import fit_in_workers, needs_worker_processes
 from .cells import Cell, content_hash, expand_cells, in_shard, measurement_id, parse_shard
 from .config import ResolvedMatrix, ResolvedPlugin, check_datasets_available, load_matrix
@@ -230,6 +238,8 @@ class _Runner:
         self.done = {r["measurement"]: r["status"] for r in read_results(out)
                      if r.get("measurement") and r.get("status") in final}
         self._data: dict[int, tuple[Splits, str]] = {}
+        #: torch threads of each unit's child process (run_matrix sets it; see _isolation)
+        self.threads: int | None = None
 
     # ------------------------------------------------------------------ data
 
@@ -391,13 +401,24 @@ class _Runner:
                                          cell.samples, cell.seed)
             else:
                 log.info("%s: fitting %s", label, gen.name)
-                ctx.progress = self.progress.training(label)
-                try:
-                    outcome = fit_and_save(gen_cls, gen.config, splits.private, cell.budget, ctx, cell_dir,
-                                           cell.samples, cell.seed)
+                report = self.progress.training(label)
+
+                def fit(send: Callable[[Any], None]) -> None:  # in the unit's child process
+                    ctx.progress = (lambda step, total, info: send([step, total, info])) if report else None
+                    fit_and_save(gen_cls, gen.config, splits.private, cell.budget, ctx, cell_dir,
+                                 cell.samples, cell.seed)
+
+                try:  # the child writes the cell folder; this process loads what it wrote
+                    result = run_isolated(fit, timeout_min=gen.timeout_min, threads=self.threads,
+                                          on_progress=(lambda m: report(*m)) if report else None)
                 finally:
                     self.progress.training_done()
-                assert outcome is not None, "a single-process fit always writes"
+                if not result.ok:
+                    log.error("%s: the %s fit failed: %s\n%s", label, gen.name, result.error, result.traceback)
+                    raise result.exception()
+                outcome = load_fitted(gen_cls, cell_dir)
+                if outcome is None:
+                    raise RuntimeError(f"the {gen.name} fit finished but left no {cell_dir / 'fit.json'}")
             self.summary.fits += 1
             log.info("%s: fitted in %.1fs, ε spent %s", label, outcome.seconds, outcome.ledger.epsilon_spent)
         return outcome
@@ -461,22 +482,51 @@ class _Runner:
             cache_dir=self.cache_dir, workdir=workdir, trainer=dict(self.matrix.config.trainer),
             fit_fresh=self._fit_fresh(cell, splits, cell_dir) if outcome else _no_shadow_fit,
         )
+        summary = self.summary
+
+        def evaluate(send: Callable[[Any], None]) -> dict[str, Any]:  # in the unit's child process
+            shadows = (summary.shadow_fits, summary.shadows_loaded)
+            try:
+                found = ev.cls(ev.config).evaluate(ctx)  # type: ignore[attr-defined]
+                if not found:
+                    raise ValueError(f"{ev.name}.evaluate() returned no measurement")
+                for m in found:
+                    if not isinstance(m, Measurement):
+                        raise TypeError(f"{ev.name}.evaluate() must return Measurement objects, "
+                                        f"got {type(m).__name__}")
+                return {"measurements": [{"name": m.name, "value": m.value, "headline": m.headline,
+                                          "higher_is_better": m.higher_is_better, "extra": m.extra}
+                                         for m in found]}
+            except SkipMeasurement as skip:
+                return {"skipped": str(skip) or "skipped"}
+            finally:  # the shadow models it fitted or loaded count in the parent's summary
+                send([summary.shadow_fits - shadows[0], summary.shadows_loaded - shadows[1]])
+
+        def count_shadows(message: list[int]) -> None:
+            summary.shadow_fits += message[0]
+            summary.shadows_loaded += message[1]
+
         t0 = time.perf_counter()
+        result = run_isolated(evaluate, timeout_min=ev.timeout_min, threads=self.threads,
+                              on_progress=count_shadows)
+        seconds = time.perf_counter() - t0
         try:
-            instance = ev.cls(ev.config)
-            measurements = instance.evaluate(ctx)  # type: ignore[attr-defined]
-            if not measurements:
-                raise ValueError(f"{ev.name}.evaluate() returned no measurement")
-            rows = self._measurement_rows(cell, cell_id, ev, mid, outcome, list(measurements),
-                                          time.perf_counter() - t0, workdir)
-        except SkipMeasurement as skip:
-            rows = [self._row(cell, cell_id, ev, mid, batch, outcome, status="skipped",
-                              error=str(skip) or "skipped", seconds=round(time.perf_counter() - t0, 3))]
+            if not result.ok:
+                raise result.exception()
+            if "skipped" in result.value:
+                rows = [self._row(cell, cell_id, ev, mid, batch, outcome, status="skipped",
+                                  error=result.value["skipped"], seconds=round(seconds, 3))]
+            else:
+                rows = self._measurement_rows(cell, cell_id, ev, mid, outcome,
+                                              [Measurement(**m) for m in result.value["measurements"]],
+                                              seconds, workdir)
         except Exception as err:
             _reraise_storage(err)
-            log.error("%s: %s %s failed:\n%s", label, ev.kind, ev.name, traceback.format_exc())
+            log.error("%s: %s %s failed: %s\n%s", label, ev.kind, ev.name, err,
+                      result.traceback or traceback.format_exc())
+            error = str(err) if isinstance(err, UnitError) else f"{type(err).__name__}: {err}"
             rows = [self._row(cell, cell_id, ev, mid, batch, outcome, status="failed",
-                              error=f"{type(err).__name__}: {err}", seconds=round(time.perf_counter() - t0, 3))]
+                              error=error, seconds=round(seconds, 3))]
         self._record(rows, label)
         log.info("%s: %s %s → %s", label, ev.kind, ev.name,
                  ", ".join(f"{r['name']}={r['value']:.4g}" if r["status"] == "ok" else f"{r['name']} {r['status']}"
@@ -486,7 +536,7 @@ class _Runner:
     def _fail_cell(self, cell: Cell, cell_id: str, evaluators: list[ResolvedPlugin], what: str,
                    err: BaseException) -> None:
         log.error("%s: %s:\n%s", cell.label(), what, traceback.format_exc())
-        message = f"{what}: {type(err).__name__}: {err}"
+        message = f"{what}: {err}" if isinstance(err, UnitError) else f"{what}: {type(err).__name__}: {err}"
         self.summary.failed.append({"cell": cell_id, "label": cell.label(), "name": cell.generator_name,
                                     "kind": "fit", "error": message})
         batch = uuid.uuid4().hex[:12]
@@ -554,20 +604,20 @@ def run_matrix(
     except OSError as err:
         raise ConfigError(f"--out {out}: cannot create the output folder ({err.strerror})") from None
     summary = RunSummary(out=out, cells=cells)
-    if matrix.config.threads is not None:
-        import torch
-
-        torch.set_num_threads(matrix.config.threads)
-    progress = _Progress(quiet, len(cells))
-    try:
+    lock = RunLock(out, shard_t)
+    try:  # one writer per folder (distinct shards share it): a second run exits 2 naming the holder
+        lock.acquire()
         run_log = _RunLog(out)
     except OSError as err:
+        lock.release()
         raise ConfigError(f"--out {out}: cannot write the run log there ({err.strerror}); "
                           "pass a folder you can write to") from None
-    with run_log:
+    progress = _Progress(quiet, len(cells))
+    with lock, run_log, isolation(matrix.config.threads) as unit_threads, stop_on_sigterm():
         log.info("ppds %s: matrix %r from %s, %d cells%s%s", __version__, matrix.config.name, matrix.source,
                  len(cells), f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "", ", smoke" if smoke else "")
         runner = _Runner(matrix, out, progress, summary, retry_skipped=retry_skipped)
+        runner.threads = unit_threads
         try:
             for cell in cells:
                 runner.run_cell(cell)
