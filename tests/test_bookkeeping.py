@@ -107,6 +107,12 @@ def test_dp_gan_discriminator_gets_the_clipped_sum_of_hooks_and_brute_force(side
     _check_empty_batch_is_zero(d, lambda m: losses(m, 0))
     paths = norm_paths(d)  # every layer of the discriminator has a closed form
     assert "torch.func" not in paths.values() and "embed" in paths
+    grads = PerSampleGradients(d, "bk", 1.0)
+    grads.backward(losses(d), None)
+    norms = grads._bk.last_norms  # mixed: the first conv (few channels, many pixels) is
+    # instantiated, the linear score (one position) takes the ghost norm
+    assert norms["features.0.weight"] == "instantiated" and norms["score.weight"] == "ghost"
+    grads.remove()
 
 
 # --------------------------------------------------------------------------- UNet
@@ -306,3 +312,24 @@ def test_bk_under_ddp_adds_noise_once_and_matches_hooks(tmp_path):
         assert torch.equal(value, bk[1]["end"][name])
         torch.testing.assert_close(value, hooks[0]["end"][name], rtol=1e-5, atol=1e-6)
     assert bk[0]["ledger"] == hooks[0]["ledger"]
+
+
+def test_a_dp_gan_fit_with_bk_matches_the_fit_with_hooks():
+    """The plugin end to end (real and fake rows through one discriminator forward): same
+    ledger, and samples equal to float tolerance (same seed, batches and noise)."""
+    from ppds_plugins.generators.dp_gan import DPGAN
+
+    from ppds_core import load_dataset
+
+    digits = load_dataset("digits").private.subset(torch.arange(120))
+    tiny = {"epochs": 2, "batch_size": 30, "d_updates": 2, "g_width": 8, "d_width": 8,
+            "latent_dim": 8, "accountant": "rdp"}
+    fits = {}
+    for mode in ("hooks", "bk"):
+        model = DPGAN({**tiny, "grad_sample_mode": mode})
+        model.fit(digits, PrivacyBudget(epsilon=5.0, delta=1e-5),
+                  FitContext(seed=7, reproducible_noise=True))
+        fits[mode] = model
+    assert fits["bk"].ledger == fits["hooks"].ledger
+    torch.testing.assert_close(fits["bk"].sample(20, seed=0).images,
+                               fits["hooks"].sample(20, seed=0).images, rtol=1e-4, atol=1e-4)
