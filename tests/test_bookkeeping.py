@@ -333,3 +333,38 @@ def test_a_dp_gan_fit_with_bk_matches_the_fit_with_hooks():
     assert fits["bk"].ledger == fits["hooks"].ledger
     torch.testing.assert_close(fits["bk"].sample(20, seed=0).images,
                                fits["hooks"].sample(20, seed=0).images, rtol=1e-4, atol=1e-4)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _SaveAndStop(pl.Callback):
+    def __init__(self, at: int, path) -> None:
+        self.at, self.path = at, path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if pl_module.dp.steps_done == self.at:
+            trainer.save_checkpoint(self.path)
+            raise _Interrupt
+
+
+def test_a_bk_fit_resumed_from_a_checkpoint_is_the_uninterrupted_fit(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand(48, 1, 4, 4, generator=g), torch.randint(0, 3, (48,), generator=g))
+    plan = DPSGDPlan(budget=PrivacyBudget(epsilon=10.0), batch_size=12, steps=5, accountant="rdp",
+                     grad_sample_mode="bk")
+
+    def run(**kw):
+        pl.seed_everything(3, verbose=False)
+        m = _Classifier()
+        return m, fit_private(m, data, plan, FitContext(seed=1, reproducible_noise=True), **kw)
+
+    whole, full = run()
+    ckpt = tmp_path / "mid.ckpt"
+    with pytest.raises(_Interrupt):
+        run(callbacks=[_SaveAndStop(2, ckpt)])
+    second, resumed = run(ckpt_path=ckpt)
+    assert second.dp.steps_done == 5 and resumed == full
+    for a, b in zip(whole.net.parameters(), second.net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
