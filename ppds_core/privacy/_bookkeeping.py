@@ -120,6 +120,9 @@ def _linear(m: nn.Linear, calls, b: int) -> list[_Part]:
 
 
 def _conv2d(m: nn.Conv2d, calls, b: int) -> list[_Part]:
+    k_l = sum(gy[0].numel() // gy.shape[1] * gy.shape[0] for _, gy in calls) // b  # positions
+    if 2 * k_l * k_l >= m.weight[0].numel() * m.out_channels:
+        return _conv2d_instantiated(m, calls, b)
     rows = [(F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride).transpose(1, 2),
              gy.flatten(2).transpose(1, 2)) for x, gy in calls]  # (N, L, C·kh·kw), (N, L, C_out)
 
@@ -129,6 +132,23 @@ def _conv2d(m: nn.Conv2d, calls, b: int) -> list[_Part]:
             m.stride, m.padding, m.dilation, m.groups) for x, gy in calls)
 
     return _matrix_parts(m.weight, m.bias, rows, b, weight_sum)
+
+
+def _conv2d_instantiated(m: nn.Conv2d, calls, b: int) -> list[_Part]:
+    """Per-row weight gradients in one grouped weight-gradient call (rows as groups), no
+    unfold: the instantiated path's B·T·d_in·d_out without the im2col copy."""
+    def per_row(x, gy):
+        n, c_in, c_out = x.shape[0], x.shape[1], gy.shape[1]
+        gs = torch.nn.grad.conv2d_weight(
+            x.reshape(1, n * c_in, *x.shape[2:]), (n * c_out, *m.weight.shape[1:]),
+            gy.reshape(1, n * c_out, *gy.shape[2:]), m.stride, m.padding, m.dilation, n)
+        return gs.view(b, -1, *m.weight.shape).sum(1)
+
+    parts = [_instantiated(m.weight, sum(per_row(x, gy) for x, gy in calls))]
+    if m.bias is not None:
+        parts.append(_instantiated(m.bias, sum(gy.sum((2, 3)).view(b, -1, gy.shape[1]).sum(1)
+                                               for _, gy in calls)))
+    return parts
 
 
 def _embedding(m: nn.Embedding, calls, b: int) -> list[_Part]:
