@@ -153,11 +153,9 @@ def peak_in_child(script: str, name: str, argv: list[str]) -> dict:
 def report_peak(make) -> int:
     """The child side of :func:`peak_in_child`: build, measure, print one JSON line."""
     try:
-        variant = make()
+        print(json.dumps({"bytes": peak_bytes(make())}))
     except Exception as err:  # a mode that cannot run this model
-        print(json.dumps({"error": f"{type(err).__name__}"}))
-        return 0
-    print(json.dumps({"bytes": peak_bytes(variant)}))
+        print(json.dumps({"error": type(err).__name__}))
     return 0
 
 
