@@ -9,8 +9,9 @@ shard twice is refused). Shards of different ``N`` on one folder overlap and are
 not told apart: use one ``N`` per folder.
 
 A lock of a killed run never blocks: the kernel releases a ``flock`` when its
-holder's last descriptor closes (a unit's child process shares it and dies with
-the runner), so no pid file is ever judged stale by guesswork. On a file system
+holder's last descriptor closes, so no pid file is ever judged stale by
+guesswork. A forked child (a unit) closes its copies at once: the lock goes
+the moment the runner dies, not when its last unit has been killed too. On a file system
 without ``flock`` (some NFS setups) the lock is skipped with a warning.
 """
 
@@ -38,6 +39,21 @@ __all__ = ["RunLock", "LOCK_FILE"]
 log = logging.getLogger("ppds.matrix")
 
 LOCK_FILE = ".ppds-run.lock"
+#: descriptors of the locks this process holds (closed in every forked child)
+_HELD: set[int] = set()
+
+
+def _close_in_child() -> None:
+    for fd in _HELD:  # close, not LOCK_UN: the parent's lock stays
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
 
 
 def _holder(path: Path) -> str:
@@ -70,6 +86,7 @@ class RunLock:
                 return False
             raise
         self.fds.append(fd)
+        _HELD.add(fd)
         if exclusive:
             info = {"pid": os.getpid(), "host": socket.gethostname(),
                     "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "command": " ".join(sys.argv),
@@ -120,6 +137,7 @@ class RunLock:
 
     def release(self) -> None:
         for fd in self.fds:
+            _HELD.discard(fd)
             try:
                 os.close(fd)  # closing the last descriptor releases the flock
             except OSError:
