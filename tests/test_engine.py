@@ -559,3 +559,23 @@ def test_physical_batch_options_are_checked():
         fit(built(), max_physical_batch_size=0)
     with pytest.raises(ConfigError, match="ghost"):
         fit(built(), grad_sample_mode="ghost", max_physical_batch_size=4)
+
+
+@pytest.mark.parametrize("mode", ["hooks", "functorch"])
+def test_per_sample_gradients_are_exact_for_a_channels_last_conv_input(mode):
+    """Opacus' conv grad sampler is wrong on channels_last inputs (diffusers' attention
+    emits them); the engine hands convs a contiguous input, so the per-sample gradients
+    that get clipped are each example's own."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 1))
+    x = torch.randn(5, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    expected = []
+    for i in range(5):
+        net.zero_grad()
+        net(x[i:i + 1]).sum().backward()
+        expected.append(net[0].weight.grad.clone())
+    net.zero_grad()
+    grads = PerSampleGradients(net, mode, 1.0)
+    net(x).sum().backward()
+    torch.testing.assert_close(net[0].weight.grad_sample, torch.stack(expected), rtol=1e-4, atol=1e-5)
+    grads.remove()

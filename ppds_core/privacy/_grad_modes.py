@@ -74,6 +74,12 @@ class PerSampleGradients:
             self._ew = _ExpandedWeightsForward(module)
         if self._hooks is not None:
             self._hooks.forbid_grad_accumulation()  # Poisson batches are never accumulated
+        # Opacus' conv grad samplers (opacus 1.6) compute wrong per-sample gradients for a
+        # channels_last input — diffusers' attention blocks emit such tensors — and a wrong
+        # per-sample gradient is clipped wrongly: sensitivity is no longer C. Hand every conv
+        # a contiguous input (same values, standard layout) while the hooks are on.
+        self._layout = [m.register_forward_pre_hook(_contiguous_inputs) for m in module.modules()
+                        if self._hooks is not None and isinstance(m, nn.modules.conv._ConvNd)]
 
     def backward(self, per_sample_losses: torch.Tensor, optimizer, rows_per_example: int = 1) -> None:
         """Backward of the batch's per-example losses, ready for ``optimizer.step()``.
@@ -149,6 +155,9 @@ class PerSampleGradients:
 
     def remove(self) -> None:
         """Detach everything, leaving a plain module (e.g. before pickling or sampling)."""
+        for handle in self._layout:
+            handle.remove()
+        self._layout = []
         if self._hooks is not None:
             self._hooks.remove_hooks()
             self._hooks = None
@@ -245,6 +254,10 @@ class _ExpandedWeightsForward:
         for module in self._wrapped:
             module.__dict__.pop("forward", None)
         self._wrapped = []
+
+
+def _contiguous_inputs(module: nn.Module, args: tuple) -> tuple:
+    return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
 
 
 def _validate(module: nn.Module) -> None:
