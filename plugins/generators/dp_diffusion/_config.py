@@ -30,8 +30,8 @@ class DiffusionConfig(PluginConfig):
     batch_size: int = Field(256, ge=1, description="expected (Poisson) batch size of DP-SGD")
     lr: float = Field(2e-3, gt=0, description="Adam learning rate of DP-SGD training")
     max_grad_norm: float = Field(1.0, gt=0, description="per-example clipping norm C")
-    grad_sample_mode: Literal["hooks", "functorch", "ghost"] = Field(
-        "hooks", description="Opacus per-sample gradient mode; 'ghost' needs noise_multiplicity=1")
+    grad_sample_mode: Literal["hooks", "functorch", "ghost", "bk"] = Field(
+        "hooks", description="per-sample gradient mode: Opacus hooks | functorch | ghost (needs noise_multiplicity=1), or the engine's one-backward bk")
     noise_multiplicity: int = Field(
         2, ge=1, description="K: noise draws per example; its K losses are averaged before clipping")
     max_physical_batch_size: int | None = Field(
