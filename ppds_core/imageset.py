@@ -42,6 +42,10 @@ class ImageSet:
             raise ValueError(
                 f"ImageSet {self.name!r}: {images.shape[0]} images but {labels.shape[0]} labels"
             )
+        if images.numel() and not bool(torch.isfinite(images).all()):
+            # e.g. a generator whose weights went NaN: its "samples" must fail the fit, not be measured
+            raise ValueError(f"ImageSet {self.name!r}: {int((~torch.isfinite(images)).sum())} pixel "
+                             "values are NaN or infinite (non-finite weights?)")
         if images.numel() and (images.min() < -1e-6 or images.max() > 1 + 1e-6):
             raise ValueError(
                 f"ImageSet {self.name!r}: pixel values must lie in [0, 1] "

@@ -21,7 +21,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import BrokenPluginError, PluginClashError, PluginNotFoundError, did_you_mean
-from .interfaces import Attack, DatasetProvider, Generator, Metric, Plugin
+from .interfaces import Attack, DatasetProvider, Generator, Metric, Plugin, PluginConfig
 
 __all__ = ["PluginInfo", "Registry", "get_registry", "reset_registry", "ENTRY_POINT_GROUP", "KINDS"]
 
@@ -139,6 +139,10 @@ class Registry:
                                 "digits and - _ . (at most 64 characters)")
             if getattr(cls, "__abstractmethods__", None):
                 raise TypeError(f"{cls.__name__} leaves abstract methods {sorted(cls.__abstractmethods__)}")
+            config = getattr(cls, "Config", None)
+            if not (isinstance(config, type) and issubclass(config, PluginConfig)):
+                raise TypeError(f"{cls.__name__}.Config must be a ppds_core.PluginConfig subclass (a strict "
+                                f"pydantic model), got {config!r}")
             if kind == "generator" and not isinstance(getattr(cls, "trains_with_dp_sgd", None), bool):
                 raise TypeError(
                     f"{cls.__name__} does not declare trains_with_dp_sgd: set it to True if it trains "

@@ -217,3 +217,67 @@ def test_a_measurement_name_that_could_leave_the_run_folder_fails_the_measuremen
     assert summary.exit_code == 1 and canary.read_text() == "keep"
     bad = [f for f in summary.failed if f["name"] == "fake-acc"]
     assert bad and all("not allowed" in f["error"] for f in bad)
+
+
+NOT_PYDANTIC = '''
+from ppds_core import Metric, Measurement, hookimpl
+
+class Loose(Metric):
+    name = "loose-config"
+    class Config:  # a plain class, not a pydantic model
+        pass
+    def evaluate(self, ctx):
+        return [Measurement("loose-config", 1.0)]
+
+@hookimpl
+def register_plugins(register):
+    register(Loose)
+'''
+
+
+def test_a_plugin_whose_config_is_not_pydantic_is_listed_as_broken(tmp_path, capsys):
+    from ppds_core.testing import make_plugin_distribution, plugin_path
+
+    dist = make_plugin_distribution(tmp_path / "d", "ppds-loose", {"loose_mod": NOT_PYDANTIC},
+                                    {"loose": "loose_mod"})
+    with plugin_path(dist):
+        assert main(["plugins", "list"]) == 0
+        assert "broken" in capsys.readouterr().out
+        # the entry point is marked broken, with the reason, in one line
+        err = _one_line_exit_2(capsys, ["plugins", "show", "loose"])
+        assert "broken" in err and "PluginConfig subclass" in err
+
+
+def test_non_finite_pixels_never_become_samples():
+    import torch
+
+    from ppds_core import ImageSet
+
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ImageSet(torch.full((2, 1, 4, 4), float("nan")), torch.zeros(2), ["a"], "nan-samples")
+
+
+def test_a_board_that_cannot_be_written_makes_the_run_exit_1(monkeypatch, tmp_path):
+    install(monkeypatch, tmp_path)
+    import ppds_core.report.leaderboard as lb
+
+    def broken(out):
+        raise RuntimeError("renderer bug")
+
+    monkeypatch.setattr(lb, "write_leaderboards", broken)
+    summary = run_matrix(copy.deepcopy(MATRIX), tmp_path / "out")
+    assert summary.exit_code == 1 and any(f["kind"] == "board" for f in summary.failed)
+    assert read_results(tmp_path / "out")  # the rows are on disk all the same
+
+
+def test_a_quoted_tilde_out_means_the_home_folder(monkeypatch, tmp_path):
+    import yaml
+
+    install(monkeypatch, tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(yaml.safe_dump(copy.deepcopy(MATRIX)))
+    assert main(["run", str(cfg), "--out", "~/runs/x", "--quiet"]) == 0
+    assert (tmp_path / "home" / "runs" / "x" / "results.jsonl").exists()
+    assert not (tmp_path / "~").exists()
