@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import copy
 import math
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from test_engine import _Interrupt, _SaveAndStop
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
@@ -246,72 +244,8 @@ def _Classifier_initial():  # noqa: N802 - the weights both runs start from
     return [p.detach().clone() for p in _Classifier().net.parameters()]
 
 
-# --------------------------------------------------------------------------- DDP
-
-_DDP_SCRIPT = textwrap.dedent(
-    """
-    import json, os, sys
-    import pytorch_lightning as pl
-    import torch
-    from torch import nn
-    from ppds_core.budget import PrivacyBudget
-    from ppds_core.interfaces import FitContext
-    from ppds_core.privacy.engine import DPSGDModule, DPSGDPlan, fit_private
-
-    class Model(DPSGDModule):
-        def __init__(self):
-            super().__init__()
-            self.net = nn.ModuleDict({"clf": nn.Linear(16, 3), "null": nn.Linear(8, 8)})
-
-        def private_module(self):
-            return self.net
-
-        def configure_private_optimizer(self):
-            return torch.optim.SGD(self.net.parameters(), lr=1.0)
-
-        def losses(self, x, y):
-            losses = nn.functional.cross_entropy(self.net["clf"](x.flatten(1)), y, reduction="none")
-            zero = self.net["null"](torch.zeros(x.shape[0], 8)).sum(1)  # gradient 0: noise only
-            return losses + 0.0 * zero
-
-        def training_step(self, batch, batch_idx):
-            self.private_step_in_chunks(batch, self.losses)
-
-    def run(out, mode, physical):
-        g = torch.Generator().manual_seed(0)
-        data = torch.utils.data.TensorDataset(torch.rand(96, 1, 4, 4, generator=g),
-                                              torch.randint(0, 3, (96,), generator=g))
-        pl.seed_everything(0, verbose=False)
-        model = Model()
-        plan = DPSGDPlan(budget=PrivacyBudget(epsilon=4.0), batch_size=24, steps=3,
-                         accountant="rdp", grad_sample_mode=mode, max_physical_batch_size=physical)
-        trainer = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
-        ledger = fit_private(model, data, plan, FitContext(seed=0, trainer=trainer,
-                                                            reproducible_noise=True))
-        torch.save({"end": model.state_dict(), "ledger": ledger.to_json()},
-                   os.path.join(out, f"{mode}-rank{model.dp.rank}.pt"))
-
-    if __name__ == "__main__":
-        run(sys.argv[1], "hooks", None)
-        run(sys.argv[1], "bk", 5)
-    """
-)
-
-
-def test_bk_under_ddp_adds_noise_once_and_matches_hooks(tmp_path):
-    """2 gloo processes: bk's replicas are identical and equal hooks' (the noise-only layer
-    would differ if bk added noise on both ranks), with bk's ~12 examples per rank sliced."""
-    script = tmp_path / "train_ddp.py"
-    script.write_text(_DDP_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    hooks, bk = ([torch.load(tmp_path / f"{mode}-rank{r}.pt") for r in (0, 1)]
-                 for mode in ("hooks", "bk"))
-    for name, value in bk[0]["end"].items():
-        assert torch.equal(value, bk[1]["end"][name])
-        torch.testing.assert_close(value, hooks[0]["end"][name], rtol=1e-5, atol=1e-6)
-    assert bk[0]["ledger"] == hooks[0]["ledger"]
+# DDP: tests/test_engine_ddp.py runs the bk mode in its 2-process script too
+# (test_bk_under_ddp_adds_noise_once_and_matches_hooks).
 
 
 def test_a_dp_gan_fit_with_bk_matches_the_fit_with_hooks():
@@ -333,20 +267,6 @@ def test_a_dp_gan_fit_with_bk_matches_the_fit_with_hooks():
     assert fits["bk"].ledger == fits["hooks"].ledger
     torch.testing.assert_close(fits["bk"].sample(20, seed=0).images,
                                fits["hooks"].sample(20, seed=0).images, rtol=1e-4, atol=1e-4)
-
-
-class _Interrupt(Exception):
-    pass
-
-
-class _SaveAndStop(pl.Callback):
-    def __init__(self, at: int, path) -> None:
-        self.at, self.path = at, path
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if pl_module.dp.steps_done == self.at:
-            trainer.save_checkpoint(self.path)
-            raise _Interrupt
 
 
 def test_a_bk_fit_resumed_from_a_checkpoint_is_the_uninterrupted_fit(tmp_path):

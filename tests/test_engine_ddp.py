@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent(
         def training_step(self, batch, batch_idx):
             self.private_step_in_chunks(batch, self.losses)  # one slice unless the plan sets a size
 
-    def run(out, trainer, eps=4.0, tag="", physical=None):
+    def run(out, trainer, eps=4.0, tag="", physical=None, mode="hooks"):
         g = torch.Generator().manual_seed(0)
         data = torch.utils.data.TensorDataset(torch.rand(96, 1, 4, 4, generator=g),
                                               torch.randint(0, 3, (96,), generator=g))
@@ -57,7 +57,7 @@ SCRIPT = textwrap.dedent(
         model = Model()
         start = {k: v.clone() for k, v in model.state_dict().items()}
         plan = DPSGDPlan(budget=PrivacyBudget(epsilon=eps), batch_size=24, steps=4,
-                         accountant="rdp", max_physical_batch_size=physical)
+                         accountant="rdp", max_physical_batch_size=physical, grad_sample_mode=mode)
         ledger = fit_private(model, data, plan, FitContext(seed=0, trainer=trainer, reproducible_noise=True))
         torch.save({"start": start, "end": model.state_dict(), "ledger": ledger.to_json(),
                     "world": model.dp.world_size, "steps": model.dp.steps_done},
@@ -69,6 +69,8 @@ SCRIPT = textwrap.dedent(
         run(sys.argv[1], json.loads(sys.argv[2]), float("inf"), "inf-")
         # and the private run again with each rank's ~12 examples in slices of at most 5
         run(sys.argv[1], json.loads(sys.argv[2]), tag="sliced-", physical=5)
+        # and with the engine's one-backward book-keeping mode, sliced the same way
+        run(sys.argv[1], json.loads(sys.argv[2]), tag="bk-sliced-", physical=5, mode="bk")
     """
 )
 
@@ -142,3 +144,21 @@ def test_physical_batches_under_ddp_match_the_unsliced_run(ddp_run):
     for name in s0["end"]:
         torch.testing.assert_close(s0["end"][name], s1["end"][name], rtol=0, atol=0)
         torch.testing.assert_close(s0["end"][name], r0["end"][name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def ddp_bk(ddp_run):
+    """The 'bk' run of the same 2-process script (sliced in at most 5 examples)."""
+    out = ddp_run[1].parent
+    return [torch.load(out / f"bk-sliced-rank{r}.pt") for r in (0, 1)]
+
+
+def test_bk_under_ddp_adds_noise_once_and_matches_hooks(ddp_run, ddp_bk):
+    """bk's replicas are identical and equal hooks' (the noise-only layer would differ if
+    bk added noise on both ranks), with each rank's ~12 examples sliced."""
+    _, _, _, (s0, _) = ddp_run
+    b0, b1 = ddp_bk
+    for name, value in b0["end"].items():
+        assert torch.equal(value, b1["end"][name])
+        torch.testing.assert_close(value, s0["end"][name], rtol=1e-5, atol=1e-6)
+    assert b0["ledger"] == s0["ledger"]
