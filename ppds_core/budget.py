@@ -1,12 +1,121 @@
-"""The privacy budget a cell is trained under."""
+"""The privacy budget a cell is trained under, and the one home of ε as a value.
+
+Everything that turns an ε into text or JSON, or back, goes through this module:
+:func:`parse_epsilon` (YAML/CLI/JSON input), :func:`encode_float` /
+:func:`decode_float` (JSON has no infinity: ``inf`` is written as the string
+``"inf"``), :func:`format_epsilon` (text, HTML, plots, file-safe labels) and
+:func:`within_budget` (the one tolerance of "spent ≤ target"). The annotated
+types :data:`Epsilon` and :data:`Delta` validate once at the edge (matrix
+config, :class:`PrivacyBudget`, the ledger); code past that point trusts them.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
-__all__ = ["PrivacyBudget", "check_delta_for"]
+__all__ = [
+    "EPSILON_RTOL",
+    "Delta",
+    "Epsilon",
+    "PrivacyBudget",
+    "check_delta_for",
+    "decode_float",
+    "encode_float",
+    "format_epsilon",
+    "parse_epsilon",
+    "within_budget",
+]
+
+#: the one tolerance of "spent ≤ target" and "claim = recomputed": the PRV
+#: accountant's own discretisation error is ≤ ~0.3 % of ε (privacy.accounting),
+#: so two honest evaluations of one history never differ by more than this
+EPSILON_RTOL = 1e-3
+
+_INF_WORDS = frozenset({"inf", "+inf", "infinity", ".inf", "none", "∞"})
+
+
+def parse_epsilon(value: Any) -> Any:
+    """A spelling of ∞ (``inf``, ``.inf``, ``infinity``, ``none``, ``∞``) → ``math.inf``.
+
+    Anything else is returned unchanged for pydantic's float parsing, which
+    (in strict edge models) refuses booleans and other non-numbers.
+    """
+    if isinstance(value, str) and value.strip().lower() in _INF_WORDS:
+        return math.inf
+    return value
+
+
+def _check_epsilon(v: float) -> float:
+    if math.isnan(v) or v <= 0:
+        raise ValueError(f"epsilon must be > 0 (or 'inf' for the non-private reference), got {v}")
+    return v
+
+
+def _check_delta(v: float) -> float:
+    if not 0 < v < 1:
+        raise ValueError(
+            f"delta must satisfy 0 < delta < 1 (typically below 1/N of the private set), got {v}"
+        )
+    return v
+
+
+#: a target ε: a positive float or ∞ (the same recipe without DP)
+Epsilon = Annotated[float, BeforeValidator(parse_epsilon), AfterValidator(_check_epsilon)]
+#: a δ in (0, 1); :func:`check_delta_for` adds the δ < 1/N check once N is known
+Delta = Annotated[float, AfterValidator(_check_delta)]
+
+
+def encode_float(value: Any) -> Any:
+    """JSON-safe form of a float: ±∞ and NaN become ``"inf"``, ``"-inf"``, ``"nan"``.
+
+    Non-floats pass through, so this can be mapped over any row value.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def decode_float(value: Any) -> Any:
+    """The inverse of :func:`encode_float`: ``"inf"``/``"-inf"``/``"nan"`` back to floats."""
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    return value
+
+
+EpsilonStyle = Literal["text", "ascii", "spent", "label", "sort"]
+
+
+def format_epsilon(eps: float, style: EpsilonStyle = "text") -> str:
+    """ε as a person reads it.
+
+    ``text``  ``10`` / ``∞`` (tables, HTML, plots);
+    ``ascii`` ``10`` / ``inf`` (file names, CSV, log lines, cell keys);
+    ``spent`` ``0.998`` / ``∞`` (a measured ε, three significant digits);
+    ``label`` ``ε=10`` / ``ε=∞ (non-private)``;
+    ``sort``  a numeric string that sorts ∞ last (HTML ``data-sort``).
+    """
+    inf = math.isinf(eps)
+    if style == "ascii":
+        return "inf" if inf else f"{eps:g}"
+    if style == "spent":
+        return "∞" if inf else f"{eps:.3g}"
+    if style == "label":
+        return "ε=∞ (non-private)" if inf else f"ε={eps:g}"
+    if style == "sort":
+        return "1e308" if inf else f"{eps}"
+    if style == "text":
+        return "∞" if inf else f"{eps:g}"
+    raise ValueError(f"unknown epsilon style {style!r}")
+
+
+def within_budget(spent: float, target: float) -> bool:
+    """``spent ≤ target`` up to :data:`EPSILON_RTOL` (∞ ≤ ∞ holds; a non-finite spend never fits a finite target)."""
+    if math.isinf(target):
+        return True
+    return math.isfinite(spent) and spent <= target * (1 + EPSILON_RTOL)
 
 
 class PrivacyBudget(BaseModel):
@@ -19,33 +128,8 @@ class PrivacyBudget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    epsilon: float
-    delta: float = 1e-5
-
-    @field_validator("epsilon", mode="before")
-    @classmethod
-    def _parse_epsilon(cls, v):
-        if isinstance(v, str) and v.strip().lower() in {"inf", "infinity", ".inf", "none"}:
-            return math.inf
-        return v
-
-    @field_validator("epsilon")
-    @classmethod
-    def _check_epsilon(cls, v: float) -> float:
-        if math.isnan(v) or v <= 0:
-            raise ValueError(
-                f"epsilon must be > 0 (or 'inf' for the non-private reference), got {v}"
-            )
-        return v
-
-    @field_validator("delta")
-    @classmethod
-    def _check_delta(cls, v: float) -> float:
-        if not 0 < v < 1:
-            raise ValueError(
-                f"delta must satisfy 0 < delta < 1 (typically below 1/N of the private set), got {v}"
-            )
-        return v
+    epsilon: Epsilon
+    delta: Delta = 1e-5
 
     @property
     def is_private(self) -> bool:
@@ -53,7 +137,7 @@ class PrivacyBudget(BaseModel):
 
     def label(self) -> str:
         """'ε=10' or 'ε=∞ (non-private)' — for tables and plots."""
-        return f"ε={self.epsilon:g}" if self.is_private else "ε=∞ (non-private)"
+        return format_epsilon(self.epsilon, "label")
 
 
 def check_delta_for(delta: float, num_examples: int) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..budget import PrivacyBudget
+from ..budget import format_epsilon as _format_epsilon
 from ..errors import ConfigError, PpdsError, did_you_mean
 from ..interfaces import DatasetProvider, Plugin, PluginConfig
 from ..privacy.accounting import check_ledger_accountant
@@ -215,7 +216,8 @@ class ResolvedMatrix:
 
 
 def format_epsilon(eps: float) -> str:
-    return "inf" if math.isinf(eps) else f"{eps:g}"
+    """ε for log lines and keys (``inf``, not ``∞``): :func:`ppds_core.budget.format_epsilon` ``ascii``."""
+    return _format_epsilon(eps, "ascii")
 
 
 # --------------------------------------------------------------------------- parsing

@@ -19,24 +19,15 @@ from __future__ import annotations
 
 import math
 
-from ..budget import PrivacyBudget
+from ..budget import EPSILON_RTOL, PrivacyBudget, within_budget
 from ..errors import LedgerError
 from .accounting import check_ledger_accountant, ledger_epsilon
 from .ledger import Ledger
 
 __all__ = ["EPSILON_RTOL", "LedgerError", "verify_ledger", "within_target"]
 
-#: the one tolerance of "spent ≤ target" and "claim = recomputed": the PRV
-#: accountant's own discretisation error is ≤ ~0.3 % of ε (accounting._prv_epsilon),
-#: so two honest evaluations of one history never differ by more than this
-EPSILON_RTOL = 1e-3
-
-
-def within_target(spent: float, target: float) -> bool:
-    """``spent ≤ target`` up to the accountant tolerance (∞ ≤ ∞ holds)."""
-    if math.isinf(target):
-        return True
-    return math.isfinite(spent) and spent <= target * (1 + EPSILON_RTOL)
+#: "spent ≤ target" and "claim = recomputed" share the budget's one tolerance
+within_target = within_budget
 
 
 def verify_ledger(ledger: object, budget: PrivacyBudget, plugin: str) -> Ledger:
