@@ -210,6 +210,90 @@ def _split(m: np.ndarray, seed: int) -> np.ndarray:
 SELECTIONS = ("split", "bonferroni")
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Which thresholds the bound is evaluated at, on which candidates, at which level.
+
+    ``complementary`` is the direction fixed in advance (``split``: chosen on
+    the other half), or None when the best of both directions is taken on
+    the evaluated candidates themselves (``bonferroni``, ``fixed``), which
+    the level then pays for.
+    """
+
+    selection: str
+    thresholds: np.ndarray
+    level: float
+    scores: np.ndarray
+    is_member: np.ndarray
+    complementary: bool | None
+
+
+def _choose_on_half(s, m, delta, confidence, seed) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(selection mask, best threshold, complementary?) chosen on a seeded half of the candidates.
+
+    The threshold and direction are the ones maximising the Clopper–Pearson
+    bound on the selection half; when nothing is provable there, the best
+    plug-in estimate picks them instead, so a test is always chosen.
+    """
+    pick = _split(m, seed)
+    s_sel, m_sel = s[pick], m[pick]
+    thr_all = roc_curve(s_sel, m_sel).thresholds
+    tp, fp = _counts(s_sel, m_sel, thr_all)
+    (lo1, pt1, _), (lo2, pt2, _) = _both_directions(tp, fp, m_sel.sum(), (~m_sel).sum(),
+                                                    delta, confidence)
+    best = np.maximum(lo1, lo2)
+    if not np.isfinite(best).any():  # nothing provable on this half: best plug-in test
+        lo1, lo2 = np.nan_to_num(pt1, posinf=1e300), np.nan_to_num(pt2, posinf=1e300)
+        best = np.maximum(lo1, lo2)
+    i = int(np.argmax(best))
+    return pick, thr_all[i:i + 1], bool(lo2[i] > lo1[i])
+
+
+def _plan(s, m, delta, confidence, threshold, selection, seed) -> _Plan:
+    """How ``epsilon_lower_bound`` spends its confidence, per the selection rule it documents."""
+    alpha = 1.0 - confidence
+    if threshold is not None:
+        return _Plan("fixed", np.array([float(threshold)]), 1.0 - alpha / 2, s, m, None)
+    if selection == "split" and min(m.sum(), (~m).sum()) < 2:
+        selection = "bonferroni"  # a class too small to split
+    if selection == "bonferroni":
+        thr = roc_curve(s, m).thresholds
+        return _Plan("bonferroni", thr, 1.0 - alpha / (2 * len(thr)), s, m, None)
+    pick, thr, comp = _choose_on_half(s, m, delta, confidence, seed)
+    return _Plan("split", thr, confidence, s[~pick], m[~pick], comp)
+
+
+def _evaluate(plan: _Plan, delta: float, confidence: float) -> EpsilonBound:
+    """The bound at the plan's thresholds on the plan's candidates, clamped to ≥ 0."""
+    s, m = plan.scores, plan.is_member
+    n_in, n_out = int(m.sum()), int((~m).sum())
+    tp, fp = _counts(s, m, plan.thresholds)
+    (lo1, pt1, up1), (lo2, pt2, up2) = _both_directions(tp, fp, n_in, n_out, delta, plan.level)
+    if plan.complementary is not None:
+        comp, i = plan.complementary, 0
+        lower = lo2 if comp else lo1
+    else:
+        lower = np.maximum(lo1, lo2)
+        i = int(np.argmax(lower))
+        comp = bool(lo2[i] > lo1[i])
+    pt, up = (pt2[i], up2[i]) if comp else (pt1[i], up1[i])
+    low = _clean(lower[i])
+    return EpsilonBound(
+        lower=low,
+        point=max(_clean(pt), low),
+        upper=max(_clean(up), _clean(pt), low),
+        threshold=float(plan.thresholds[i]),
+        tpr=float(tp[i] / n_in),
+        fpr=float(fp[i] / n_out),
+        complementary=comp,
+        confidence=confidence,
+        delta=delta,
+        selection=plan.selection,
+        n_members=n_in,
+        n_nonmembers=n_out,
+    )
+
+
 def epsilon_lower_bound(
     scores,
     is_member,
@@ -243,55 +327,5 @@ def epsilon_lower_bound(
     if selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     s, m = _check(scores, is_member)
-    alpha = 1.0 - confidence
-    if threshold is None and selection == "split" and min(m.sum(), (~m).sum()) < 2:
-        selection = "bonferroni"
-    if threshold is not None:
-        selection, thr, level = "fixed", np.array([float(threshold)]), 1.0 - alpha / 2
-        s_eval, m_eval = s, m
-    elif selection == "bonferroni":
-        thr = roc_curve(s, m).thresholds
-        level = 1.0 - alpha / (2 * len(thr))
-        s_eval, m_eval = s, m
-    else:
-        pick = _split(m, seed)
-        s_sel, m_sel = s[pick], m[pick]
-        thr_all = roc_curve(s_sel, m_sel).thresholds
-        tp, fp = _counts(s_sel, m_sel, thr_all)
-        (lo1, pt1, _), (lo2, pt2, _) = _both_directions(tp, fp, m_sel.sum(), (~m_sel).sum(),
-                                                        delta, confidence)
-        best = np.maximum(lo1, lo2)
-        if not np.isfinite(best).any():  # nothing provable on this half: best plug-in test
-            lo1, lo2 = np.nan_to_num(pt1, posinf=1e300), np.nan_to_num(pt2, posinf=1e300)
-            best = np.maximum(lo1, lo2)
-        i = int(np.argmax(best))
-        comp_sel = bool(lo2[i] > lo1[i])
-        thr, level = thr_all[i:i + 1], confidence
-        s_eval, m_eval = s[~pick], m[~pick]
-    n_in, n_out = int(m_eval.sum()), int((~m_eval).sum())
-    tp, fp = _counts(s_eval, m_eval, thr)
-    (lo1, pt1, up1), (lo2, pt2, up2) = _both_directions(tp, fp, n_in, n_out, delta, level)
-    if selection == "split":
-        lower = lo2 if comp_sel else lo1
-        comp = comp_sel
-        i = 0
-    else:
-        lower = np.maximum(lo1, lo2)
-        i = int(np.argmax(lower))
-        comp = bool(lo2[i] > lo1[i])
-    pt, up = (pt2[i], up2[i]) if comp else (pt1[i], up1[i])
-    low = _clean(lower[i])
-    return EpsilonBound(
-        lower=low,
-        point=max(_clean(pt), low),
-        upper=max(_clean(up), _clean(pt), low),
-        threshold=float(thr[i]),
-        tpr=float(tp[i] / n_in),
-        fpr=float(fp[i] / n_out),
-        complementary=comp,
-        confidence=confidence,
-        delta=delta,
-        selection=selection,
-        n_members=n_in,
-        n_nonmembers=n_out,
-    )
+    plan = _plan(s, m, delta, confidence, threshold, selection, seed)
+    return _evaluate(plan, delta, confidence)
