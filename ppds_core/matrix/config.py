@@ -112,7 +112,7 @@ class EvaluatorEntry(_Strict):
 
 
 class MatrixConfig(_Strict):
-    """The top level of a matrix YAML file (DESIGN.md, "Matrix config")."""
+    """The top level of a matrix YAML file (docs/architecture.md, "Matrix config")."""
 
     name: str = "matrix"
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)

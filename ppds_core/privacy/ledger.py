@@ -1,6 +1,6 @@
 """The privacy ledger: every spend of one trained model, in one file.
 
-Contract (DESIGN.md): ``{"target_epsilon", "delta", "accountant",
+Contract (docs/architecture.md): ``{"target_epsilon", "delta", "accountant",
 "epsilon_spent", "spends": [...]}`` with one spend per mechanism run. Anyone
 can recompute ``epsilon_spent`` from ``spends`` with an independent accountant,
 so a spend records every parameter the accountant needs and nothing is implied.

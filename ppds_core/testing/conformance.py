@@ -5,7 +5,7 @@
     def test_my_generator_conforms(tmp_path):
         check_plugin(MyGenerator, tmp_path)
 
-Each check asserts the contract the runner relies on (DESIGN.md): strict
+Each check asserts the contract the runner relies on (docs/architecture.md): strict
 configs, JSON-describable capabilities, a ledger the core can recompute and
 that never exceeds its target (for *every* generator, DP-SGD or not),
 deterministic and class-balanced sampling, save/load round trips, measurements
