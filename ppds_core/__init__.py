@@ -84,6 +84,7 @@ __all__ = [
     "load_dataset",
     "run_matrix",
     "fit_generator",
+    "ResultRow",
     # errors
     "PpdsError",
     "ConfigError",
@@ -101,7 +102,7 @@ __all__ = [
 
 def __getattr__(name: str):
     # The runner imports Lightning and Opacus; load it only when asked for.
-    if name in ("run_matrix", "fit_generator"):
+    if name in ("run_matrix", "fit_generator", "ResultRow"):
         from . import matrix
 
         return getattr(matrix, name)

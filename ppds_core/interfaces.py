@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -233,14 +233,22 @@ class Measurement:
     """One measured value; becomes one row of results.jsonl.
 
     ``extra`` holds additional keys for that row (``ci_low``, ``ci_high``,
-    ``tpr_at_fpr``, …). ``name`` defaults to the plugin's name; a plugin that
-    measures several things (precision *and* recall) returns one per thing.
+    ``tpr_at_fpr``, …; a key named like a column of the row is stored as
+    ``extra_<key>``, see :class:`ppds_core.matrix.ResultRow`). ``name``
+    defaults to the plugin's name; a plugin that measures several things
+    (precision *and* recall) returns one per thing.
 
     ``headline`` marks the few numbers a reader should see first: an attack
     reports many (AUC, TPR at several FPRs, ε bounds …), and the leaderboard's
     compact attack table shows only the headlines. When none of the
     measurements one ``evaluate`` returns sets it, the first one is the
     headline, so a plugin that never heard of the flag still shows up.
+
+    ``role="violation"`` marks a claim check: ``1.0`` when the measurement beat
+    what the privacy accounting promises (an empirical ε lower bound above the
+    ε spent, a reconstruction rate above its ReRo bound), ``0.0`` otherwise.
+    The leaderboard lists every raised one above its tables and never hides
+    its column, whatever the measurement is called.
     """
 
     name: str
@@ -248,11 +256,15 @@ class Measurement:
     higher_is_better: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     headline: bool = False
+    role: Literal["value", "violation"] = "value"
 
     def __post_init__(self) -> None:
         self.value = float(self.value)
         if math.isnan(self.value):
             raise ValueError(f"measurement {self.name!r} is NaN")
+        if self.role not in ("value", "violation"):
+            raise ValueError(f"measurement {self.name!r}: role must be 'value' or 'violation', "
+                             f"got {self.role!r}")
 
 
 @dataclass

@@ -132,13 +132,15 @@ def test_missing_folder_is_a_one_line_error(tmp_path, capsys):
 
 def _evaluation(gen, eps, seed, evaluator, measurements, flags=True):
     """Rows as the runner writes one evaluation: one measurement id, resolved ``headline``
-    flags — or, with ``flags=False``, rows from before the flag existed (no such key)."""
+    flags and each measurement's ``role`` — or, with ``flags=False``, rows from before the
+    flags existed (no such keys: the leaderboard reads them by the old rules)."""
     rows = []
     for m, head in zip(measurements, resolve_headlines(m.headline for m in measurements), strict=True):
         r = _row(gen, eps, seed, m.name, m.value, m.higher_is_better, kind="attack") | m.extra
         r["measurement"] = f"{gen}-{eps}-{seed}-{evaluator}"
         if flags:
             r["headline"] = head
+            r["role"] = m.role
         rows.append(r)
     return rows
 
@@ -242,3 +244,45 @@ def test_run_folder_gets_a_compact_board_and_a_full_one(attack_dir):
     assert "<code>leaderboard-full.html</code>" in (attack_dir / "leaderboard.html").read_text()
     csv = pd.read_csv(attack_dir / "leaderboard.csv")
     assert set(ALL_ATTACK_COLUMNS) <= set(csv.columns)
+
+
+# --------------------------------------------------------------------------- violation role
+
+
+def _flags(tmp_path, *rows):
+    d = tmp_path / "flags"
+    d.mkdir()
+    """A board of one attack evaluation: its headline ``auc`` and the given (name, value, keys) rows."""
+    base = [_row("g1", 1.0, 0, "acc", 0.8, True), _row("g1", 1.0, 0, "auc", 0.6, False, kind="attack")
+            | {"headline": True, "measurement": "m-attack"}]
+    append_rows(d / "results.jsonl", base + [
+        _row("g1", 1.0, 0, name, value, False, kind="attack") | extra | {"measurement": "m-attack"}
+        for name, value, extra in rows])
+    return build_board(load_rows([d]))
+
+
+def test_a_violation_role_is_flagged_and_kept_in_view_whatever_its_name(tmp_path):
+    board = _flags(tmp_path, ("canary-check", 1.0, {"role": "violation", "headline": False}))
+    assert board.violations == ["d / g1 / ε=1 / seed 0 — canary-check"]
+    compact = render(board, "md")
+    assert "Privacy claim violated" in compact and "canary-check" in _attack_header(compact)
+
+
+def test_a_value_named_like_a_violation_is_not_flagged(tmp_path):
+    board = _flags(tmp_path, ("auc-epsilon-violation", 1.0, {"role": "value", "headline": False}))
+    assert board.violations == []
+    assert "auc-epsilon-violation" not in _attack_header(render(board, "md"))
+
+
+def test_rows_from_before_the_role_are_read_by_the_old_naming_rule(tmp_path):
+    d = tmp_path / "old"
+    d.mkdir()
+    rows = [_row("g1", 1.0, 0, "acc", 0.8, True),
+            _row("g1", 1.0, 0, "auc", 0.6, False, kind="attack") | {"measurement": "m-attack"},
+            _row("g1", 1.0, 0, "x-rero-violation@mu=2", 1.0, False, kind="attack") | {"measurement": "m-attack"}]
+    # as an older ppds wrote them, not through ResultRow: no `role` key
+    (d / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert all("role" not in r for r in load_rows([d]))
+    board = build_board(load_rows([d]))
+    assert board.violations == ["d / g1 / ε=1 / seed 0 — x-rero-violation@mu=2"]
+    assert "x-rero-violation@mu=2" in _attack_header(render(board, "md"))

@@ -216,10 +216,11 @@ def analyse(obs: Observations, *, noise_multiplier: float, sample_rate: float, d
         "gdp_epsilon_note": "the ε a μ-GDP mechanism with μ_lb would have; Poisson-subsampled "
                             "DP-SGD is not μ-GDP, so this is not an ε lower bound"}))
     for name in ("noise", "clip", "sampling", "tradeoff"):
-        rows.append(Measurement(f"dpsgd-audit-{name}-violation", float(flags[name]), None, {}))
+        rows.append(Measurement(f"dpsgd-audit-{name}-violation", float(flags[name]), None, {},
+                                role="violation"))
     raised = [t for t in TESTS if flags[t]]
     rows.append(Measurement("dpsgd-audit-violation", float(bool(raised)), None,
-                            {"raised": raised, "tests": list(TESTS)}))
+                            {"raised": raised, "tests": list(TESTS)}, role="violation"))
     for r in rows:
         r.extra.update(common)
         if r.name in _HEADLINES:

@@ -10,7 +10,8 @@ Naming scheme (one prefix per attack or variant, e.g. ``lira``,
     <prefix>-epsilon-lb          empirical ε lower bound (Clopper–Pearson 95 %), threshold
                                  and direction chosen on a seeded half of the candidates,
                                  bound evaluated on the other half (holds at its level)
-    <prefix>-epsilon-violation   1.0 when that bound exceeds the ε spent (else 0.0)
+    <prefix>-epsilon-violation   1.0 when that bound exceeds the ε spent (else 0.0);
+                                 ``role="violation"``: the leaderboard flags it when raised
 
 Headlines (``Measurement.headline``, what the leaderboard's compact attack
 table shows): ``auc``, ``tpr@1%fpr`` and ``epsilon-lb`` by default — how well
@@ -112,6 +113,7 @@ def membership_measurements(
             f"{prefix}-epsilon-violation", 1.0 if violated else 0.0, False,
             {"epsilon_lb": b.lower, "epsilon_spent": float(epsilon_spent), "confidence": confidence,
              "threshold_selection": b.selection},
+            role="violation",
         ))
     for r in rows:
         r.headline = r.name.removeprefix(f"{prefix}-") in headline

@@ -14,7 +14,7 @@ _EXPORTS = {
     "MatrixConfig": "config", "ResolvedMatrix": "config", "load_matrix": "config",
     "FitOutcome": "fit", "fit_and_save": "fit", "fit_generator": "fit", "load_fitted": "fit",
     "REQUIRED_KEYS": "results", "RESULTS_FILE": "results", "append_rows": "results",
-    "read_results": "results", "read_rows": "results",
+    "read_results": "results", "read_rows": "results", "ResultRow": "row",
     "RunSummary": "runner", "run_matrix": "runner",
 }
 
@@ -43,6 +43,7 @@ __all__ = [
     "append_rows",
     "read_results",
     "read_rows",
+    "ResultRow",
     "RunSummary",
     "run_matrix",
     "quickstart_config_path",

@@ -17,21 +17,23 @@ a fresh line, so one bad line never spoils the rest. Rows of a measurement
 share a ``measurement`` hash and a ``batch`` id; when a measurement was
 written more than once (a failed one retried) the reader keeps its last batch.
 
-Infinite ε is written as the string ``"inf"`` (JSON has no infinity), the same
-convention as ``ledger.json``; :func:`read_rows` turns it back into ``math.inf``.
+What a row holds, and how each value is written (±∞ and NaN as ``"inf"``,
+``"-inf"``, ``"nan"``, the same convention as ``ledger.json``), is
+:class:`~ppds_core.matrix.row.ResultRow`'s business; this module only moves
+whole lines in and out of the file.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..atomic import open_no_follow
+from .row import REQUIRED_KEYS, ResultRow, decode_record, resolve_headlines
 
 try:
     import fcntl
@@ -44,35 +46,20 @@ __all__ = ["RESULTS_FILE", "REQUIRED_KEYS", "append_rows", "read_rows", "read_re
 log = logging.getLogger("ppds.matrix")
 
 RESULTS_FILE = "results.jsonl"
-REQUIRED_KEYS = (
-    "cell", "dataset", "generator", "epsilon", "epsilon_spent", "delta", "seed", "kind", "name",
-    "value", "higher_is_better", "status", "error", "ppds_version",
-)
-_INF_KEYS = ("epsilon", "epsilon_spent")
 
 
-def _encode_value(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        if math.isnan(v):
-            return None
-        return "inf" if v > 0 else "-inf"
-    if isinstance(v, dict):
-        return {k: _encode_value(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_encode_value(x) for x in v]
-    if hasattr(v, "tolist") and callable(v.tolist):  # numpy / torch scalars and arrays
-        return _encode_value(v.tolist())
-    return v
+def encode_row(row: ResultRow | Mapping[str, Any]) -> str:
+    """One JSON line (no newline) of a row; a mapping is validated as a :class:`ResultRow` first
+    (``ValueError`` naming what is wrong, e.g. a missing required key)."""
+    if not isinstance(row, ResultRow):
+        missing = [k for k in REQUIRED_KEYS if k not in row]
+        if missing:
+            raise ValueError(f"result row lacks required keys {missing}")
+        row = ResultRow.model_validate(row)
+    return row.to_json()
 
 
-def encode_row(row: dict[str, Any]) -> str:
-    missing = [k for k in REQUIRED_KEYS if k not in row]
-    if missing:
-        raise ValueError(f"result row lacks required keys {missing}")
-    return json.dumps(_encode_value(row), default=str, ensure_ascii=False)
-
-
-def append_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+def append_rows(path: str | Path, rows: Iterable[ResultRow | Mapping[str, Any]]) -> None:
     """Append rows as JSON lines: one write, flushed and fsynced (see module doc)."""
     payload = "".join(encode_row(r) + "\n" for r in rows).encode()
     if not payload:
@@ -96,18 +83,10 @@ def append_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
         os.close(fd)
 
 
-def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    for key in _INF_KEYS:
-        v = row.get(key)
-        if v == "inf":
-            row[key] = math.inf
-        elif v == "-inf":
-            row[key] = -math.inf
-    return row
-
-
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Every complete row in file order; torn or partial lines are skipped."""
+    """Every complete row in file order, as dicts with their floats decoded; torn or partial
+    lines are skipped. Rows are not validated here: one of an older schema still reads, so the
+    leaderboard can name the version that wrote it (``ResultRow.model_validate`` checks one)."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return []
@@ -124,21 +103,13 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            raw = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
             log.warning("%s line %d: ignoring a line that is not valid JSON", path, n)
             continue
-        if isinstance(row, dict):
-            rows.append(_decode(row))
+        if isinstance(raw, dict):
+            rows.append(decode_record(raw))
     return rows
-
-
-def resolve_headlines(flags: Iterable[bool | None]) -> list[bool]:
-    """The ``headline`` of each row of one measurement: as flagged, or — when none is
-    flagged (a plugin that sets no flag, rows written before the flag existed) — the
-    first row alone, so every evaluator keeps at least one number in a compact view."""
-    out = [bool(f) for f in flags]
-    return out if any(out) else [i == 0 for i in range(len(out))]
 
 
 def latest_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

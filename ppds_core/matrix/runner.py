@@ -44,7 +44,8 @@ from ._workers import fit_in_workers, needs_worker_processes
 from .cells import Cell, content_hash, expand_cells, in_shard, measurement_id, parse_shard
 from .config import ResolvedMatrix, ResolvedPlugin, check_datasets_available, load_matrix
 from .fit import FitOutcome, fit_and_save, load_fitted
-from .results import RESULTS_FILE, append_rows, read_results, resolve_headlines
+from .results import RESULTS_FILE, append_rows, read_results
+from .row import ResultRow
 
 __all__ = ["run_matrix", "RunSummary", "unmet_need"]
 
@@ -261,48 +262,13 @@ class _Runner:
 
     def _row(self, cell: Cell, cell_id: str, ev: ResolvedPlugin, mid: str, batch: str,
              outcome: FitOutcome | None, **fields: Any) -> dict[str, Any]:
-        spent = outcome.ledger.epsilon_spent if outcome is not None else cell.epsilon
-        row: dict[str, Any] = {
-            "cell": cell_id,
-            "dataset": cell.dataset_name,
-            "generator": cell.generator_name,
-            "epsilon": cell.epsilon,
-            "epsilon_spent": spent,
-            "delta": cell.delta,
-            "seed": cell.seed,
-            "kind": ev.kind,
-            "name": ev.name,
-            "value": None,
-            "higher_is_better": getattr(ev.cls, "higher_is_better", None),
-            "status": "ok",
-            "error": None,
-            "ppds_version": __version__,
-            "measurement": mid,
-            "batch": batch,
-            "evaluator": ev.name,
-            "evaluator_version": ev.version,
-            "generator_version": cell.generator.version if cell.generator else None,
-            "public": cell.dataset.public.name if cell.dataset.public else None,
-            "matrix": self.matrix.config.name,
-            "variant": cell.variant,
-            "smoke": cell.smoke,
-            "reference": cell.is_reference_data or not cell.budget.is_private,
-            "reference_data": cell.is_reference_data,
-            # the ledger's noise came from the public seed: the board warns that ε does not hold
-            "reproducible_noise": bool(outcome.ledger.reproducible_noise) if outcome is not None else False,
-            "headline": True,  # a skipped or failed evaluation's one row stands for all it would report
-        }
-        row.update(fields)
-        return row
+        return ResultRow.for_cell(cell, cell_id, ev, mid, batch, outcome, self.matrix.config.name,
+                                  **fields).to_record()
 
     def _measurement_rows(self, cell, cell_id, ev, mid, outcome, measurements: list[Measurement],
                           seconds: float, workdir: Path) -> list[dict[str, Any]]:
         batch = uuid.uuid4().hex[:12]
         scores = workdir / "scores.npz"
-        common: dict[str, Any] = {"seconds": round(seconds, 3)}
-        if scores.exists():
-            common["scores"] = str(scores.relative_to(self.out))
-        rows = []
         for m in measurements:
             if not isinstance(m, Measurement):
                 raise TypeError(f"{ev.name}.evaluate() must return Measurement objects, got {type(m).__name__}")
@@ -310,17 +276,10 @@ class _Runner:
             if not MEASUREMENT_NAME.fullmatch(str(m.name or ev.name)):
                 raise ValueError(f"{ev.name}: measurement name {m.name!r} is not allowed; use letters, "
                                  "digits and - _ . @ % + (no path separators), at most 100 characters")
-        for m, headline in zip(measurements, resolve_headlines(m.headline for m in measurements), strict=True):
-            hib = m.higher_is_better if m.higher_is_better is not None else getattr(ev.cls, "higher_is_better", None)
-            row = self._row(cell, cell_id, ev, mid, batch, outcome, name=m.name or ev.name,
-                            value=m.value, higher_is_better=hib, headline=headline, **common)
-            for k, v in m.extra.items():  # a plugin's extras never overwrite a column of the row
-                key = str(k)
-                while key in row:
-                    key = f"extra_{key}"
-                row[key] = v
-            rows.append(row)
-        return rows
+        rows = ResultRow.from_measurements(
+            cell, cell_id, ev, mid, batch, outcome, self.matrix.config.name, measurements,
+            seconds=round(seconds, 3), scores=str(scores.relative_to(self.out)) if scores.exists() else None)
+        return [r.to_record() for r in rows]
 
     def _record(self, rows: list[dict[str, Any]], label: str) -> None:
         append_rows(self.results, rows)
@@ -495,7 +454,8 @@ class _Runner:
                         raise TypeError(f"{ev.name}.evaluate() must return Measurement objects, "
                                         f"got {type(m).__name__}")
                 return {"measurements": [{"name": m.name, "value": m.value, "headline": m.headline,
-                                          "higher_is_better": m.higher_is_better, "extra": m.extra}
+                                          "higher_is_better": m.higher_is_better, "extra": m.extra,
+                                          "role": m.role}
                                          for m in found]}
             except SkipMeasurement as skip:
                 return {"skipped": str(skip) or "skipped"}

@@ -34,7 +34,8 @@ import pandas as pd
 
 from ..atomic import atomic_write_text
 from ..errors import ConfigError
-from ..matrix.results import read_results, resolve_headlines
+from ..matrix.results import REQUIRED_KEYS, read_results
+from ..matrix.row import is_reference, resolve_headlines, role_of
 from ..safe_load import inside
 
 __all__ = ["Board", "build_board", "load_rows", "render", "render_rich", "write_leaderboards", "FORMATS",
@@ -89,6 +90,8 @@ class Column:
     higher_is_better: bool | None
     #: a headline measurement of its evaluator (:func:`_headline_names`); the compact view keeps it
     headline: bool = True
+    #: a claim check (some row's ``role`` is ``violation``): the compact view keeps it once raised
+    violation: bool = False
 
     @property
     def header(self) -> str:
@@ -127,7 +130,8 @@ class Board:
     rows: list[BoardRow]
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    #: claimed ε beaten by an attack's empirical lower bound (``*-epsilon-violation`` rows)
+    #: raised claim checks (``role == "violation"`` rows above 0), e.g. a claimed ε beaten by an
+    #: attack's empirical lower bound
     violations: list[str] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     #: rows whose DP noise was derived from the public seed (matrix ``reproducible_noise``)
@@ -165,8 +169,6 @@ def load_rows(dirs: list[str | Path]) -> list[dict[str, Any]]:
 
 def _check_row(r: dict[str, Any], d: Path) -> None:
     """One ConfigError line for a row this version cannot render (an old schema, a bad ε)."""
-    from ..matrix.results import REQUIRED_KEYS
-
     missing = [k for k in REQUIRED_KEYS if k not in r]
     if missing:
         who = f"ppds {r['ppds_version']}" if r.get("ppds_version") else "an older ppds"
@@ -178,10 +180,6 @@ def _check_row(r: dict[str, Any], d: Path) -> None:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
             raise ConfigError(f"{d / 'results.jsonl'}: a row's {key} is {v!r}, not a number or \"inf\"; "
                               "the file was edited by hand or written by another tool")
-
-
-def _is_reference(r: dict[str, Any]) -> bool:
-    return bool(r.get("reference")) or r.get("generator") == "real-data" or math.isinf(r.get("epsilon", 0))
 
 
 def _latest_per_measurement(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -227,7 +225,8 @@ def build_board(rows: list[dict[str, Any]], title: str | None = None) -> Board:
     rows = _latest_per_measurement(rows)
     headlines = _headline_names(rows)
     df = pd.DataFrame(rows)
-    df["reference"] = [_is_reference(r) for r in rows]
+    df["reference"] = [is_reference(r) for r in rows]
+    df["role"] = [role_of(r) for r in rows]
     if "variant" not in df:
         df["variant"] = ""
     df["variant"] = df["variant"].fillna("")
@@ -247,6 +246,7 @@ def build_board(rows: list[dict[str, Any]], title: str | None = None) -> Board:
             seen[name] = Column(name, r["kind"], hib, headline=name in headlines)
         elif seen[name].higher_is_better is None and hib is not None:
             seen[name].higher_is_better = hib
+        seen[name].violation |= r["role"] == "violation"
     board.columns = list(seen.values())
 
     datasets = list(dict.fromkeys(df["dataset"]))
@@ -305,10 +305,10 @@ def _mark_best(board: Board) -> None:
 
 
 def _collect_violations(board: Board, df: pd.DataFrame) -> None:
-    """Flag, never hide, a claimed ε that an attack's empirical lower bound exceeds
-    (the ``<attack>-epsilon-violation`` rows of ppds_core.evaluation.membership) or any other
-    raised claim check (``dpsgd-audit-violation``: the audit's noise, clipping or trade-off test)."""
-    hits = df[df["name"].astype(str).str.endswith("-violation") & (df["status"] == "ok")]
+    """Flag, never hide, a raised claim check: a row whose ``role`` is ``violation`` (a claimed ε
+    that an attack's empirical lower bound exceeds, from ppds_core.evaluation.membership; the
+    audit's noise, clipping or trade-off test; a reconstruction rate above its ReRo bound)."""
+    hits = df[(df["role"] == "violation") & (df["status"] == "ok")]
     hits = hits[pd.to_numeric(hits["value"], errors="coerce") > 0]
     for _, r in hits.iterrows():
         eps = "∞" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}"
@@ -343,12 +343,6 @@ def _collect_notes(board: Board, df: pd.DataFrame) -> None:
 _SECTIONS = (("metric", "Utility and other metrics"), ("attack", "Attacks (privacy)"))
 
 
-def _is_violation(col: Column) -> bool:
-    """A claim-check flag (``<attack>-epsilon-violation``, a ReRo ``…-rero-violation``):
-    1 when an attack beat what the privacy accounting promised."""
-    return "-violation" in col.name
-
-
 def _raised(board: Board, col: Column) -> bool:
     """Any row's mean above 0: one seed's violation is enough to keep the column in view."""
     return any((e := r.entries.get(col.name)) is not None and (e.mean or 0) > 0 for r in board.rows)
@@ -357,7 +351,7 @@ def _raised(board: Board, col: Column) -> bool:
 def _shown(board: Board, col: Column, full: bool) -> bool:
     """Whether a view shows a column. Compact: metrics all (one to three numbers each);
     of the attacks, the headlines and any raised violation flag — never hide a violation."""
-    return full or col.kind != "attack" or col.headline or (_is_violation(col) and _raised(board, col))
+    return full or col.kind != "attack" or col.headline or (col.violation and _raised(board, col))
 
 
 def _sections(board: Board, full: bool = True) -> list[tuple[str, list[Column]]]:

@@ -212,7 +212,7 @@ def _rows(mu: float, res: dict, kappa: dict, suffix: str, extra: dict) -> list[M
         Measurement(f"reconstruction-rero-bound{suffix}", bound, False,
                     {**ex, "kappa": kappa["value"]}),
         Measurement(f"reconstruction-rero-violation{suffix}", float(lo[0] > bound), False,
-                    {**ex, "success_ci_low": float(lo[0])}),
+                    {**ex, "success_ci_low": float(lo[0])}, role="violation"),
         Measurement(f"reconstruction-uninformed-success-rate{suffix}",
                     float(res["uninformed"].mean()), False, dict(ex)),
         Measurement(f"reconstruction-consistency-spearman{suffix}",
