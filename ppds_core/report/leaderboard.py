@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import atomic_write_text
+from ..budget import encode_float, format_epsilon
 from ..errors import ConfigError
 from ..matrix.results import REQUIRED_KEYS, read_results
 from ..matrix.row import is_reference, resolve_headlines, role_of
@@ -113,13 +114,13 @@ class BoardRow:
     def epsilon_text(self) -> str:
         if self.generator == "real-data":
             return "— (real data)"
-        return "∞" if math.isinf(self.epsilon) else f"{self.epsilon:g}"
+        return format_epsilon(self.epsilon)
 
     @property
     def spent_text(self) -> str:
         if self.epsilon_spent is None or self.generator == "real-data":
             return ""
-        return "∞" if math.isinf(self.epsilon_spent) else f"{self.epsilon_spent:.3g}"
+        return format_epsilon(self.epsilon_spent, "spent")
 
 
 @dataclass
@@ -286,7 +287,7 @@ def _collect_seeded_noise(board: Board, df: pd.DataFrame) -> None:
         return
     seeded = df[df["reproducible_noise"].fillna(False).astype(bool)]
     labels = seeded[["dataset", "generator", "epsilon"]].drop_duplicates().itertuples(index=False)
-    board.seeded_noise = [f"{d} / {g} / ε={'∞' if math.isinf(e) else f'{e:g}'}" for d, g, e in labels]
+    board.seeded_noise = [f"{d} / {g} / ε={format_epsilon(e)}" for d, g, e in labels]
 
 
 def _mark_best(board: Board) -> None:
@@ -311,12 +312,12 @@ def _collect_violations(board: Board, df: pd.DataFrame) -> None:
     hits = df[(df["role"] == "violation") & (df["status"] == "ok")]
     hits = hits[pd.to_numeric(hits["value"], errors="coerce") > 0]
     for _, r in hits.iterrows():
-        eps = "∞" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}"
+        eps = format_epsilon(r["epsilon"])
         lb = r.get("epsilon_lb")
         spent = r.get("epsilon_spent")
         detail = ""
         if isinstance(lb, int | float) and not (isinstance(lb, float) and math.isnan(lb)):
-            detail = f": empirical ε ≥ {lb:.3g} > ε spent {float(spent):.3g}"
+            detail = f": empirical ε ≥ {format_epsilon(lb, 'spent')} > ε spent {format_epsilon(float(spent), 'spent')}"
         elif isinstance(r.get("raised"), list | str) and r.get("raised"):
             raised = r["raised"] if isinstance(r["raised"], str) else ", ".join(map(str, r["raised"]))
             detail = f": {raised}"
@@ -330,7 +331,7 @@ def _collect_notes(board: Board, df: pd.DataFrame) -> None:
     bad = df[df["status"].isin(["failed", "skipped"])]
     seen = set()
     for _, r in bad.iterrows():
-        eps = "∞" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}"
+        eps = format_epsilon(r["epsilon"])
         note = f"{r['status']}: {r['dataset']} / {r['generator']} / ε={eps} / seed {r['seed']} — {r['name']}: {r['error']}"
         if note not in seen:
             seen.add(note)
@@ -458,7 +459,7 @@ def _table_html(board: Board, rows: list[BoardRow], columns: list[Column]) -> st
     out = ['<table class="sortable"><thead><tr>' + "".join(f"<th>{esc(h)}</th>" for h in head)
            + "</tr></thead><tbody>"]
     for r in rows:
-        eps_v = "1e308" if math.isinf(r.epsilon) else f"{r.epsilon}"
+        eps_v = format_epsilon(r.epsilon, "sort")
         tds = [f"<td>{esc(r.dataset)}</td>", f"<td>{esc(r.generator)}</td>",
                f'<td data-v="{eps_v}">{esc(r.epsilon_text)}</td>', f"<td>{esc(r.spent_text)}</td>",
                f"<td>{r.seeds}</td>"]
@@ -531,9 +532,8 @@ def _flat(board: Board) -> list[dict[str, Any]]:
     out = []
     for r in board.rows:
         d: dict[str, Any] = {"dataset": r.dataset, "generator": r.generator,
-                             "epsilon": "inf" if math.isinf(r.epsilon) else r.epsilon,
-                             "epsilon_spent": None if r.epsilon_spent is None else
-                             ("inf" if math.isinf(r.epsilon_spent) else r.epsilon_spent),
+                             "epsilon": encode_float(r.epsilon),
+                             "epsilon_spent": encode_float(r.epsilon_spent),
                              "seeds": r.seeds, "reference": r.reference, "smoke": board.smoke}
         for c in board.columns:
             e = r.entries.get(c.name, Entry())

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..atomic import atomic_open, atomic_write_bytes  # noqa: E402
+from ..budget import format_epsilon  # noqa: E402
 from ..imageset import ImageSet  # noqa: E402
 from ..safe_load import inside  # noqa: E402
 
@@ -110,7 +111,7 @@ def privacy_utility_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Pat
         ax.set_xscale("log")
         ticks = sorted(pos.values())
         ax.set_xticks(ticks)
-        ax.set_xticklabels(["∞" if t == pos[math.inf] else f"{t:g}" for t in ticks])
+        ax.set_xticklabels([format_epsilon(math.inf if t == pos[math.inf] else t) for t in ticks])
         ax.minorticks_off()
         ax.set_xlabel("target ε (∞ = non-private)")
         ax.set_ylabel(f"{name}{arrow}")
@@ -162,7 +163,7 @@ def roc_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             except Exception as err:  # a bad score file costs its curve, not the plot
                 log.warning("skipping ROC of %s: %s", r["scores"], err)
                 continue
-            eps = "∞" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}"
+            eps = format_epsilon(r["epsilon"])
             # the smallest FPR this many non-members can resolve sets the left edge
             floor = min(floor, 1.0 / max(1, int((~member).sum())))
             ax.plot(np.clip(fpr, 1e-6, 1), np.clip(tpr, 1e-6, 1), lw=1,
@@ -200,7 +201,7 @@ def sample_grid_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         npz = _run_dir(r) / "cells" / cell / "samples.npz"
         if not npz.exists():
             continue
-        eps = "inf" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}"
+        eps = format_epsilon(r["epsilon"], "ascii")
         path = out_dir / f"samples_{slug(r['dataset'])}_{slug(r['generator'])}_eps{eps}_seed{r['seed']}.png"
         if path.exists() and path.stat().st_mtime >= npz.stat().st_mtime:
             paths.append(path)
