@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from ..budget import encode_float
+
 console = Console()
 err_console = Console(stderr=True)
 
 
 def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "inf" if obj > 0 else "-inf"
+    if isinstance(obj, float):
+        return encode_float(obj)  # ∞ as "inf": JSON has no infinity
     if isinstance(obj, dict):
         return {k: _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

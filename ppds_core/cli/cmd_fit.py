@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..budget import format_epsilon
 from ..errors import ConfigError
 from ..matrix._yaml import read_config_text
 from ..matrix.config import parse_yaml
@@ -90,7 +91,7 @@ def _run(args) -> int:
     if not args.quiet:
         led = outcome.ledger
         console.print(
-            f"fitted {args.generator} on {args.dataset} in {outcome.seconds:.1f}s: target ε={led.target_epsilon:g}, "
+            f"fitted {args.generator} on {args.dataset} in {outcome.seconds:.1f}s: target ε={format_epsilon(led.target_epsilon, 'ascii')}, "
             f"spent ε={led.epsilon_spent:.4g} (δ={led.delta:g}, {led.accountant})\n"
             f"model: {outcome.directory / 'model'}  ledger: {outcome.directory / 'ledger.json'}  "
             f"samples: {outcome.directory / 'samples.npz'} (grid: samples.png)", markup=False, highlight=False,

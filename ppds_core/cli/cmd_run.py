@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
-from ..matrix.config import format_epsilon
+from ..budget import format_epsilon
 from ._output import console, err_console
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def print_cells(summary: RunSummary) -> None:
         t.add_column(h)
     for i, c in enumerate(summary.cells, 1):
         t.add_row(str(i), c.key, c.dataset_name, c.dataset.public.name if c.dataset.public else "",
-                  c.generator_name, "—" if c.is_reference_data else format_epsilon(c.epsilon), str(c.seed))
+                  c.generator_name, "—" if c.is_reference_data else format_epsilon(c.epsilon, 'ascii'), str(c.seed))
     console.print(t)
 
 

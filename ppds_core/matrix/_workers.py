@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_bytes, atomic_write_text, open_no_follow
-from ..budget import PrivacyBudget
+from ..budget import PrivacyBudget, encode_float
 from ..errors import PpdsError, UnsafeFileError
 from ..imageset import ImageSet
 from ..interfaces import FitContext, Generator
@@ -121,7 +121,7 @@ def fit_in_workers(gen_cls: type[Generator], gen_config: Any, private: ImageSet,
     config = gen_config.model_dump(mode="json") if hasattr(gen_config, "model_dump") else (gen_config or {})
     spec = {
         "generator": gen_cls.name, "config": config,
-        "epsilon": "inf" if not budget.is_private else budget.epsilon, "delta": budget.delta,
+        "epsilon": encode_float(budget.epsilon), "delta": budget.delta,
         "seed": ctx.seed, "trainer": ctx.trainer, "accountant": ctx.accountant,
         "reproducible_noise": bool(ctx.reproducible_noise),
         "out_dir": str(out_dir), "workdir": str(work), "samples": n_samples, "sample_seed": sample_seed,

@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..budget import PrivacyBudget
-from .config import REAL_DATA, ResolvedDataset, ResolvedMatrix, ResolvedPlugin, format_epsilon
+from ..budget import PrivacyBudget, encode_float, format_epsilon
+from .config import REAL_DATA, ResolvedDataset, ResolvedMatrix, ResolvedPlugin
 
 __all__ = ["Cell", "expand_cells", "content_hash", "measurement_id", "parse_shard", "in_shard",
            "REAL_DATA", "CACHE_SCHEMA"]
@@ -35,8 +35,12 @@ CACHE_SCHEMA = 2  # 2: DP noise from OS entropy by default (reproducible_noise i
 
 
 def _canon(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isinf(obj):
-        return "inf" if obj > 0 else "-inf"
+    """JSON-safe form for hashing: ±∞ as ``"inf"`` / ``"-inf"`` (:func:`ppds_core.budget.encode_float`).
+
+    A NaN never reaches a hash (plugin configs and ε refuse non-finite numbers).
+    """
+    if isinstance(obj, float):
+        return encode_float(obj)
     if isinstance(obj, dict):
         return {str(k): _canon(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -122,7 +126,7 @@ class Cell:
     def label(self) -> str:
         if self.generator is None:
             return f"{self.dataset_name} / {REAL_DATA} / seed {self.seed}"
-        return f"{self.dataset_name} / {self.generator_name} / ε={format_epsilon(self.epsilon)} / seed {self.seed}"
+        return f"{self.dataset_name} / {self.generator_name} / ε={format_epsilon(self.epsilon, 'ascii')} / seed {self.seed}"
 
 
 def measurement_id(cell_id: str, evaluator: ResolvedPlugin, smoke: bool) -> str:
