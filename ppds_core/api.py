@@ -6,7 +6,7 @@ from typing import Any
 
 from .errors import PpdsError
 from .imageset import Splits
-from .interfaces import Availability, DatasetProvider, Plugin
+from .interfaces import Availability, Plugin
 from .registry import PluginInfo, get_registry
 
 __all__ = ["list_plugins", "get_plugin", "create_plugin", "describe_plugin", "list_datasets", "load_dataset"]
@@ -77,12 +77,7 @@ def load_dataset(name: str, config: dict[str, Any] | None = None,
     ``public`` takes the matrix config's forms: a dataset name, or
     ``{"name": ..., "config": {...}}`` to configure it.
     """
-    provider = create_plugin(name, "dataset", config)
-    assert isinstance(provider, DatasetProvider)
-    public_set = None
-    if public is not None:
-        pub_name, pub_config = (public, None) if isinstance(public, str) else (public["name"], public.get("config"))
-        pub = create_plugin(pub_name, "dataset", pub_config)
-        assert isinstance(pub, DatasetProvider)
-        public_set, _ = pub.load()
-    return provider.splits(public=public_set)
+    # the matrix's own path (lazy: it imports the accountants)
+    from .matrix._data import dataset_splits
+
+    return dataset_splits(name, config, public)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .budget import PrivacyBudget
+from .device import resolve_device
 from .errors import ConfigError
 from .imageset import ImageSet, Splits, SplitSizes, make_splits
 from .privacy.ledger import DPSGDSpend, Ledger
@@ -140,6 +141,14 @@ class FitContext:
     #: bit-exact comparisons); ε then does not hold against a reader of the config.
     #: Draw a mechanism's randomness with ``ppds_core.privacy.mechanism_generator``.
     reproducible_noise: bool = False
+    #: ``"cpu"`` or ``"cuda"``: where sampling and non-private work run. The runner resolves it
+    #: once per run from ``trainer`` (:func:`ppds_core.device.resolve_device`: CPU unless
+    #: ``accelerator`` asks for a GPU); None resolves it from this context's ``trainer``.
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.device is None:
+            self.device = resolve_device(self.trainer)
 
 
 class Generator(Plugin):
@@ -288,6 +297,15 @@ class EvalContext:
     workdir: Path
     trainer: dict[str, Any] = field(default_factory=dict)
     fit_fresh: Callable[[ImageSet, int], Generator] | None = None
+    #: images each ``fit_fresh`` shadow draws and saves with its model (a fit always samples;
+    #: attacks draw their own from the returned generator): an attack may set it before fitting
+    shadow_samples: int = 64
+    #: the cell's device, as in :attr:`FitContext.device` (None: resolved from ``trainer``)
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.device is None:
+            self.device = resolve_device(self.trainer)
 
 
 class _Evaluator(Plugin):

@@ -16,10 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..budget import PrivacyBudget
-from ..budget import format_epsilon as _format_epsilon
+from ..budget import Delta, Epsilon, format_epsilon
 from ..errors import ConfigError, PpdsError, did_you_mean
-from ..interfaces import DatasetProvider, Plugin, PluginConfig
+from ..interfaces import Plugin, PluginConfig
 from ..privacy.accounting import check_ledger_accountant
 from ..registry import get_registry
 from ._yaml import load_yaml, read_config_text
@@ -34,7 +33,7 @@ __all__ = [
     "ResolvedMatrix",
     "load_matrix",
     "parse_yaml",
-    "format_epsilon",
+    "resolve_plugin",
 ]
 
 
@@ -58,13 +57,17 @@ class DatasetEntry(_Strict):
     config: dict[str, Any] = Field(default_factory=dict, description="the dataset's own options")
 
 
+class _YamlBoolean(ValueError):
+    """The boolean refusal (its message keeps pydantic's "Value error, ", as it always read)."""
+
+
 def _no_booleans(value: Any) -> Any:
     """YAML's true/false are not numbers: `epsilons: [true]` must not become ε = 1."""
     items = value if isinstance(value, list) else [value]
     for i, v in enumerate(items):
         if isinstance(v, bool):
             where = f"[{i}]" if isinstance(value, list) else ""
-            raise ValueError(f"{where} {str(v).lower()} is a YAML boolean, not a number".lstrip())
+            raise _YamlBoolean(f"{where} {str(v).lower()} is a YAML boolean, not a number".lstrip())
     return value
 
 
@@ -89,7 +92,7 @@ def evaluator_timeout(timeout_min: float | None, needs: frozenset[str]) -> float
 
 class GeneratorEntry(_Strict):
     name: str = Field(description="generator plugin name")
-    epsilons: list[float | str] = Field(min_length=1, description="target ε values; inf = non-private")
+    epsilons: list[Epsilon] = Field(min_length=1, description="target ε values; inf = non-private")
     config: dict[str, Any] = Field(default_factory=dict, description="the generator's own options")
     timeout_min: float | None = _timeout_field("one fit of this generator", "no limit")
 
@@ -102,7 +105,7 @@ class EvaluatorEntry(_Strict):
     generators: list[str] | None = Field(
         None, min_length=1, description="run only on these generators' cells (and on the "
         f"{REAL_DATA!r} reference row if listed); default: every cell")
-    epsilons: list[float | str] | None = Field(
+    epsilons: list[Epsilon] | None = Field(
         None, min_length=1, description="run only on generator cells at these ε (the "
         f"{REAL_DATA!r} row is chosen by `generators` alone); default: every ε")
     timeout_min: float | None = _timeout_field(
@@ -116,7 +119,7 @@ class MatrixConfig(_Strict):
 
     name: str = "matrix"
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    delta: float = 1e-5
+    delta: Delta = 1e-5
     accountant: str = Field("prv", description="accountant that calibrates σ and fills every ledger "
                             "(prv | rdp: both upper-bound ε; gdp under-reports and is refused)")
     reproducible_noise: bool = Field(
@@ -214,10 +217,11 @@ class ResolvedMatrix:
         # a smoke run checks the plumbing; a few hundred images exercise every metric
         return min(self.config.samples, 256) if self.smoke else self.config.samples
 
-
-def format_epsilon(eps: float) -> str:
-    """ε for log lines and keys (``inf``, not ``∞``): :func:`ppds_core.budget.format_epsilon` ``ascii``."""
-    return _format_epsilon(eps, "ascii")
+    def plugin_classes(self) -> list[type[Plugin]]:
+        """Every plugin class the matrix names (datasets, public sets, generators, evaluators)."""
+        found = [p for d in self.datasets for p in (d.plugin, d.public) if p is not None]
+        found += [g.plugin for g in self.generators] + self.evaluators
+        return [p.cls for p in found]
 
 
 # --------------------------------------------------------------------------- parsing
@@ -243,6 +247,15 @@ def _loc_model(loc: tuple) -> type[BaseModel]:
     return model
 
 
+def _budget_sentence(e: Any) -> bool:
+    """An ε or δ refusal (``ppds_core.budget``: "epsilon must be > 0 …", "delta must satisfy …"):
+    shown without pydantic's "Value error, ", as the file's budget errors always read."""
+    loc = e["loc"]
+    budget_field = loc[-1:] == ("delta",) or loc[-2:-1] == ("epsilons",)
+    return (e["type"] == "value_error" and budget_field
+            and not isinstance(e.get("ctx", {}).get("error"), _YamlBoolean))
+
+
 def _format_matrix_error(err: ValidationError, source: str) -> str:
     problems = []
     for e in err.errors():
@@ -254,24 +267,33 @@ def _format_matrix_error(err: ValidationError, source: str) -> str:
             problems.append(f"unknown key {where!r}{hint}")
         elif e["type"] == "missing":
             problems.append(f"missing required key {where!r}")
+        elif _budget_sentence(e):
+            problems.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
         else:
             problems.append(f"{where}: {e['msg']}")
     return f"{source}: " + "; ".join(problems)
 
 
-def _resolve(name: str, kind: str, data: dict[str, Any] | None, where: str, source: str,
-             smoke: bool) -> ResolvedPlugin:
-    registry = get_registry()
+def resolve_plugin(name: str, kind: str, data: dict[str, Any] | None, *, smoke: bool = False,
+                   where: str | None = None, source: str | None = None) -> ResolvedPlugin:
+    """Plugin ``name`` of ``kind`` with ``data`` validated by its own model (``smoke``: cut down).
+
+    From a matrix file (``source`` and ``where`` given) every error names the file
+    and the place (``m.yaml: generators[0].config.steps: …``); otherwise the
+    plugin (``fake-gen.config.steps: …``).
+    """
     try:
-        info = registry.info(name, kind)
+        info = get_registry().info(name, kind)
     except PpdsError as err:
+        if source is None:
+            raise
         raise type(err)(f"{source}: {where}.name: {err}") from None
     cls = info.cls
     assert cls is not None
-    config = cls.validate_config(data, where=f"{source}: {where}.config")
+    config = cls.validate_config(data, where=f"{source}: {where}.config" if source else f"{name}.config")
     if smoke:
         config = cls.smoke_config(config)
-    return ResolvedPlugin(name, kind, cls, config, info.version, where)
+    return ResolvedPlugin(name, kind, cls, config, info.version, where or name)
 
 
 def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> ResolvedMatrix:
@@ -284,14 +306,10 @@ def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> Re
         if not path.is_file():
             raise ConfigError(f"{source}: no such matrix file; pass the path of a YAML matrix config")
         data = parse_yaml(read_config_text(path), source)
-    try:
+    try:  # ε and δ are checked here too (budget.Epsilon / Delta): past this point they are trusted
         cfg = MatrixConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_matrix_error(err, source)) from None
-    try:
-        PrivacyBudget(epsilon=1.0, delta=cfg.delta)
-    except ValidationError as err:
-        raise ConfigError(f"{source}: delta: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     check_ledger_accountant(cfg.accountant, where=f"{source}: accountant")
     from ..privacy._opacus_lightning import check_trainer_options  # lazy: Lightning is heavy
 
@@ -300,28 +318,20 @@ def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> Re
     datasets = []
     for i, d in enumerate(cfg.datasets):
         where = f"datasets[{i}]"
-        plugin = _resolve(d.name, "dataset", d.config, where, source, smoke)
+        plugin = resolve_plugin(d.name, "dataset", d.config, smoke=smoke, where=where, source=source)
         public = None
         if d.public is not None:
             pub = d.public if isinstance(d.public, PublicEntry) else PublicEntry(name=d.public)
-            public = _resolve(pub.name, "dataset", pub.config, f"{where}.public", source, smoke)
+            public = resolve_plugin(pub.name, "dataset", pub.config, smoke=smoke, where=f"{where}.public",
+                                    source=source)
         datasets.append(ResolvedDataset(plugin, public))
 
     generators = []
     for i, g in enumerate(cfg.generators):
         where = f"generators[{i}]"
-        plugin = _resolve(g.name, "generator", g.config, where, source, smoke)
+        plugin = resolve_plugin(g.name, "generator", g.config, smoke=smoke, where=where, source=source)
         plugin.timeout_min = g.timeout_min if g.timeout_min is None or math.isfinite(g.timeout_min) else None
-        epsilons: list[float] = []
-        for j, raw in enumerate(g.epsilons):
-            try:
-                eps = PrivacyBudget(epsilon=raw, delta=cfg.delta).epsilon
-            except ValidationError as err:
-                msg = err.errors()[0]["msg"].removeprefix("Value error, ")
-                raise ConfigError(f"{source}: {where}.epsilons[{j}]: {msg}") from None
-            if eps not in epsilons:
-                epsilons.append(eps)
-        generators.append(ResolvedGenerator(plugin, epsilons))
+        generators.append(ResolvedGenerator(plugin, list(dict.fromkeys(g.epsilons))))  # each ε once
 
     evaluators = []
     for kind, entries in (("metric", cfg.metrics), ("attack", cfg.attacks)):
@@ -331,14 +341,14 @@ def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> Re
             if e.name in seen:
                 raise ConfigError(f"{source}: {where}: {kind} {e.name!r} is listed twice; keep one")
             seen.add(e.name)
-            ev = _resolve(e.name, kind, e.config, where, source, smoke)
-            ev.generators, ev.epsilons = _filters(e, generators, cfg.delta, where, source)
+            ev = resolve_plugin(e.name, kind, e.config, smoke=smoke, where=where, source=source)
+            ev.generators, ev.epsilons = _filters(e, generators, where, source)
             ev.timeout_min = evaluator_timeout(e.timeout_min, frozenset(getattr(ev.cls, "needs", ())))
             evaluators.append(ev)
     return ResolvedMatrix(cfg, source, smoke, datasets, generators, evaluators)
 
 
-def _filters(e: EvaluatorEntry, generators: list[ResolvedGenerator], delta: float, where: str,
+def _filters(e: EvaluatorEntry, generators: list[ResolvedGenerator], where: str,
              source: str) -> tuple[tuple[str, ...] | None, tuple[float, ...] | None]:
     """An evaluator's ``generators`` / ``epsilons`` filter, checked against the matrix."""
     names = [g.plugin.name for g in generators]
@@ -354,33 +364,12 @@ def _filters(e: EvaluatorEntry, generators: list[ResolvedGenerator], delta: floa
         return (tuple(e.generators) if e.generators is not None else None), None
     available = sorted({eps for g in generators if g.plugin.name in chosen for eps in g.epsilons})
     epsilons: list[float] = []
-    for j, raw in enumerate(e.epsilons):
-        try:
-            eps = PrivacyBudget(epsilon=raw, delta=delta).epsilon
-        except ValidationError as err:
-            msg = err.errors()[0]["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"{source}: {where}.epsilons[{j}]: {msg}") from None
+    for j, eps in enumerate(e.epsilons):
         if eps not in available:
             raise ConfigError(
-                f"{source}: {where}.epsilons[{j}]: ε={format_epsilon(eps)} is not in the matrix "
+                f"{source}: {where}.epsilons[{j}]: ε={format_epsilon(eps, 'ascii')} is not in the matrix "
                 f"(its generators{' chosen here' if e.generators else ''} run ε = "
-                f"{', '.join(format_epsilon(x) for x in available) or 'none'})")
+                f"{', '.join(format_epsilon(x, 'ascii') for x in available) or 'none'})")
         epsilons.append(eps)
     return (tuple(e.generators) if e.generators is not None else None), tuple(epsilons)
 
-
-def check_datasets_available(matrix: ResolvedMatrix) -> None:
-    """DataNotFoundError naming the first dataset that cannot be loaded here."""
-    from ..errors import DataNotFoundError
-
-    for d in matrix.datasets:
-        for p in (d.plugin, d.public):
-            if p is None:
-                continue
-            provider = p.cls(p.config)
-            assert isinstance(provider, DatasetProvider)
-            avail = provider.availability()
-            if not avail.available:
-                raise DataNotFoundError(
-                    f"{matrix.source}: {p.where}: dataset {p.name!r} is not available here: {avail.detail}"
-                )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -27,13 +26,14 @@ import torch
 
 from .._version import __version__
 from ..atomic import atomic_write_text
-from ..budget import PrivacyBudget
+from ..budget import PrivacyBudget, encode_float
 from ..errors import ConfigError
-from ..imageset import ImageSet, Splits
-from ..interfaces import DatasetProvider, FitContext, Generator, PluginConfig
+from ..imageset import ImageSet
+from ..interfaces import FitContext, Generator, PluginConfig
 from ..privacy.accounting import check_ledger_accountant
 from ..privacy.ledger import Ledger
 from ..privacy.verify import verify_ledger
+from ._data import dataset_splits
 from .config import MAX_SEED
 
 __all__ = ["FitOutcome", "fit_and_save", "load_fitted", "fit_generator", "FIT_MARKER", "is_rank_zero"]
@@ -125,8 +125,8 @@ def fit_and_save(
     seconds = time.perf_counter() - t0
     marker = {
         "generator": gen_cls.name,
-        "epsilon": "inf" if not budget.is_private else budget.epsilon,
-        "epsilon_spent": "inf" if not math.isfinite(ledger.epsilon_spent) else ledger.epsilon_spent,
+        "epsilon": encode_float(budget.epsilon),
+        "epsilon_spent": encode_float(ledger.epsilon_spent),  # verified: finite or ∞
         "delta": budget.delta,
         "seed": ctx.seed,
         "samples": n_samples,
@@ -153,31 +153,6 @@ def load_fitted(gen_cls: type[Generator], out_dir: Path) -> FitOutcome | None:
     generator.ledger = ledger
     samples = ImageSet.load_npz(out_dir / "samples.npz", name=f"{gen_cls.name}/samples")
     return FitOutcome(generator, ledger, samples, float(info.get("seconds", 0.0)), out_dir, loaded=True)
-
-
-def load_splits(dataset: str, dataset_config: dict[str, Any] | None, public: str | None,
-                smoke: bool = False) -> Splits:
-    """Splits of a dataset by name (plus its public set), checking availability first."""
-    from ..errors import DataNotFoundError
-    from ..registry import get_registry
-
-    registry = get_registry()
-
-    def provider(name: str, config: dict[str, Any] | None) -> DatasetProvider:
-        cls = registry.get(name, "dataset")
-        cfg = cls.validate_config(config, where=f"{name}.config")
-        if smoke:
-            cfg = cls.smoke_config(cfg)
-        p = cls(cfg)
-        assert isinstance(p, DatasetProvider)
-        avail = p.availability()
-        if not avail.available:
-            raise DataNotFoundError(f"dataset {name!r} is not available here: {avail.detail}")
-        return p
-
-    main = provider(dataset, dataset_config)
-    public_set = provider(public, None).load()[0] if public else None
-    return main.splits(public=public_set)
 
 
 def fit_generator(
@@ -228,7 +203,7 @@ def fit_generator(
         gen_config = gen_cls.smoke_config(gen_config)
     if public is None and gen_cls.uses_public_data:
         log.warning("%s uses public data but no public dataset was named (--public)", generator)
-    splits = load_splits(dataset, dataset_config, public, smoke)
+    splits = dataset_splits(dataset, dataset_config, public, smoke=smoke, check=True)
     ctx = FitContext(seed=seed, public=splits.public, trainer=dict(trainer or {}), accountant=accountant,
                      progress=progress, reproducible_noise=reproducible_noise)
     return fit_and_save(gen_cls, gen_config, splits.private, budget, ctx, out, samples, seed)

@@ -32,18 +32,23 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..atomic import NoFollowFileHandler, atomic_write_text
+from ..atomic import atomic_write_text
 from ..budget import check_delta_for
-from ..errors import ConfigError, PpdsError, RunStorageError, SkipMeasurement
+from ..device import resolve_device
+from ..errors import ConfigError, RunStorageError, SkipMeasurement
 from ..imageset import ImageSet, Splits
-from ..interfaces import DatasetProvider, EvalContext, FitContext, Generator, Measurement
+from ..interfaces import EvalContext, Measurement
 from ..safe_load import inside
+from ._boards import write_boards
+from ._console import Progress, RunLog, log_names
+from ._data import check_datasets_available, load_splits
+from ._fitting import CellFits, no_shadow_fit
 from ._isolation import UnitError, isolation, run_isolated, stop_on_sigterm
 from ._lock import RunLock
-from ._workers import fit_in_workers, needs_worker_processes
-from .cells import Cell, content_hash, expand_cells, in_shard, measurement_id, parse_shard
-from .config import ResolvedMatrix, ResolvedPlugin, check_datasets_available, load_matrix
-from .fit import FitOutcome, fit_and_save, load_fitted
+from ._needs import unmet_need
+from .cells import Cell, expand_cells, in_shard, measurement_id, parse_shard
+from .config import ResolvedMatrix, ResolvedPlugin, load_matrix
+from .fit import FitOutcome
 from .results import RESULTS_FILE, append_rows, read_results
 from .row import ResultRow
 
@@ -55,9 +60,6 @@ log = logging.getLogger("ppds.matrix")
 MEASUREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@%+._-]{0,99}")
 #: row statuses that count as done: a re-run leaves them alone (failed ones are retried)
 DONE = ("ok", "skipped")
-#: images a shadow model fitted in worker processes draws (fit_and_save always samples; attacks draw their own)
-SHADOW_SAMPLES = 64
-_KNOWN_NEEDS = {"dp-sgd", "labels", "public", "shadow-models"}
 
 
 @dataclass
@@ -84,36 +86,6 @@ class RunSummary:
         return 1 if self.failed else 0
 
 
-def unmet_need(needs: frozenset[str] | set[str], cell: Cell, outcome: FitOutcome | None,
-               splits: Splits) -> str | None:
-    """Why a measurement cannot apply to this cell (None if it can)."""
-    gen_cls = cell.generator.cls if cell.generator else None
-    for need in sorted(needs):
-        if need == "dp-sgd":
-            if gen_cls is None:
-                return "needs DP-SGD parameters; the real-data reference has no generator"
-            if not getattr(gen_cls, "trains_with_dp_sgd", False):
-                return f"needs DP-SGD parameters; {gen_cls.name!r} does not train with the DP-SGD engine"
-            if not cell.budget.is_private:
-                return "needs DP-SGD parameters; this cell is the non-private (ε=∞) reference"
-            if outcome is None or outcome.ledger.dp_sgd() is None:
-                return "needs DP-SGD parameters; the generator's ledger lists no DP-SGD spend"
-        elif need == "labels":
-            if gen_cls is not None and not getattr(gen_cls, "class_conditional", True):
-                return f"needs class-conditional samples; {gen_cls.name!r} is unconditional"
-            if outcome is not None and outcome.samples.num_classes < 2:
-                return "needs class-conditional samples; the samples carry a single class"
-        elif need == "public":
-            if splits.public is None:
-                return "needs public data; give the dataset a `public:` set in the matrix"
-        elif need == "shadow-models":
-            pass  # real-data row: the release is the private split, a shadow release its own
-            # training subset, so no fit is needed (ctx.generator None; ctx.fit_fresh skips)
-        else:
-            return f"needs {need!r}, which this version of ppds cannot provide (known: {sorted(_KNOWN_NEEDS)})"
-    return None
-
-
 #: errors of the run folder's storage: the run stops (resumably) instead of recording a failed row
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
@@ -135,98 +107,9 @@ def _storage_message(out: Path, err: OSError) -> str:
             "measurement kept: free space (or make the folder writable) and run the same command again")
 
 
-def _no_shadow_fit(private: ImageSet, seed: int) -> Generator:
-    """``fit_fresh`` of the real-data row: nothing to retrain (its shadows are the subsets)."""
-    raise SkipMeasurement("the real-data reference has no generator to retrain; a shadow of "
-                          "'release the private split' is its training subset itself")
-
-
-class _Progress:
-    """Rich progress bars for cells and training steps (or nothing, with --quiet)."""
-
-    def __init__(self, quiet: bool, total: int):
-        self.bar = None
-        if quiet:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        from ..cli._output import err_console
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err_console, transient=False)
-        self.bar.start()
-        self.cells = self.bar.add_task("cells", total=total)
-        self.train = self.bar.add_task("training", total=1, visible=False)
-
-    def cell(self, label: str) -> None:
-        if self.bar:
-            self.bar.update(self.cells, description=f"cells · {label}")
-
-    def cell_done(self) -> None:
-        if self.bar:
-            self.bar.advance(self.cells)
-
-    def training(self, label: str) -> Callable[[int, int, dict[str, Any]], None] | None:
-        if not self.bar:
-            return None
-        bar, task = self.bar, self.train
-        bar.reset(task, total=1, visible=True, description=f"  training {label}")
-
-        def report(step: int, total: int, info: dict[str, Any]) -> None:
-            extra = f" ε={info['epsilon']:.3g}" if isinstance(info.get("epsilon"), int | float) else (
-                f" ε≤{info['epsilon_rdp_upper']:.3g}" if isinstance(info.get("epsilon_rdp_upper"), int | float) else "")
-            bar.update(task, completed=step, total=max(total, 1), description=f"  training {label}{extra}")
-
-        return report
-
-    def training_done(self) -> None:
-        if self.bar:
-            self.bar.update(self.train, visible=False)
-
-    def stop(self) -> None:
-        if self.bar:
-            self.bar.stop()
-
-
-class _RunLog:
-    """Python logging of ``ppds`` (and first-party plugins) into ``DIR/run.log``."""
-
-    NAMES = ("ppds", "ppds_plugins", "ppds_core")
-
-    def __init__(self, out: Path):
-        self.handler = NoFollowFileHandler(out / "run.log", encoding="utf-8")  # a link there: refused
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        self.saved: list[tuple[logging.Logger, int, bool]] = []
-
-    def __enter__(self) -> _RunLog:
-        for name in self.NAMES:
-            lg = logging.getLogger(name)
-            self.saved.append((lg, lg.level, lg.propagate))
-            lg.addHandler(self.handler)
-            if lg.level == logging.NOTSET or lg.level > logging.INFO:
-                lg.setLevel(logging.INFO)
-            # the terminal shows progress bars and the summary; INFO lines go to run.log only
-            # (some libraries install a root handler that would echo them)
-            lg.propagate = False
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for lg, level, propagate in self.saved:
-            lg.removeHandler(self.handler)
-            lg.setLevel(level)
-            lg.propagate = propagate
-        self.handler.close()
-
-
 class _Runner:
-    def __init__(self, matrix: ResolvedMatrix, out: Path, progress: _Progress, summary: RunSummary,
-                 retry_skipped: bool = False):
+    def __init__(self, matrix: ResolvedMatrix, out: Path, progress: Progress, summary: RunSummary,
+                 retry_skipped: bool = False, threads: int | None = None, device: str = "cpu"):
         self.matrix = matrix
         self.out = out
         self.progress = progress
@@ -239,22 +122,17 @@ class _Runner:
         self.done = {r["measurement"]: r["status"] for r in read_results(out)
                      if r.get("measurement") and r.get("status") in final}
         self._data: dict[int, tuple[Splits, str]] = {}
-        #: torch threads of each unit's child process (run_matrix sets it; see _isolation)
-        self.threads: int | None = None
+        #: torch threads of each unit's child process (see _isolation)
+        self.threads = threads
+        #: the run's device, resolved once (ppds_core.device) and handed to every context
+        self.device = device
+        self.fits = CellFits(matrix, out, progress, summary, threads, device)
 
     # ------------------------------------------------------------------ data
 
     def data(self, cell: Cell) -> tuple[Splits, str]:
         if cell.dataset_index not in self._data:
-            d = cell.dataset
-            public = None
-            if d.public is not None:
-                pub = d.public.cls(d.public.config)
-                assert isinstance(pub, DatasetProvider)
-                public = pub.load()[0]
-            provider = d.plugin.cls(d.plugin.config)
-            assert isinstance(provider, DatasetProvider)
-            splits = provider.splits(public=public)
+            splits = load_splits(cell.dataset)
             self._data[cell.dataset_index] = (splits, splits.fingerprint())
         return self._data[cell.dataset_index]
 
@@ -326,7 +204,7 @@ class _Runner:
             try:
                 if cell.budget.is_private:
                     check_delta_for(cell.delta, len(splits.private))
-                outcome = self._fit(cell, cell_dir, splits, label)
+                outcome = self.fits.fit(cell, cell_dir, splits, label)
             except Exception as err:
                 _reraise_storage(err)
                 self._fail_cell(cell, cell_id, [e for e, _ in pending], "generator fit failed", err)
@@ -334,92 +212,6 @@ class _Runner:
             synthetic = outcome.samples
         for ev, mid in pending:
             self._evaluate(cell, cell_id, cell_dir, ev, mid, splits, outcome, synthetic, label)
-
-    def _fit(self, cell: Cell, cell_dir: Path, splits: Splits, label: str) -> FitOutcome:
-        gen = cell.generator
-        assert gen is not None
-        gen_cls: type[Generator] = gen.cls  # type: ignore[assignment]
-        outcome = None
-        if (cell_dir / "fit.json").exists():
-            try:
-                outcome = load_fitted(gen_cls, cell_dir)
-                self.summary.loaded += 1
-                log.info("%s: loaded the fitted model from %s", label, cell_dir)
-            except Exception:
-                log.exception("%s: could not load the saved model; fitting again", label)
-                outcome = None
-        if outcome is None:
-            trainer = dict(self.matrix.config.trainer)
-            ctx = FitContext(seed=cell.seed, public=splits.public, trainer=trainer,
-                             workdir=cell_dir / "work", accountant=cell.accountant,
-                             reproducible_noise=self.matrix.config.reproducible_noise)
-            if needs_worker_processes(trainer):
-                log.info("%s: fitting %s in its own DDP process group (log: %s)", label, gen.name,
-                         cell_dir / "work" / "fit-workers.log")
-                outcome = fit_in_workers(gen_cls, gen.config, splits.private, cell.budget, ctx, cell_dir,
-                                         cell.samples, cell.seed)
-            else:
-                log.info("%s: fitting %s", label, gen.name)
-                report = self.progress.training(label)
-
-                def fit(send: Callable[[Any], None]) -> None:  # in the unit's child process
-                    ctx.progress = (lambda step, total, info: send([step, total, info])) if report else None
-                    fit_and_save(gen_cls, gen.config, splits.private, cell.budget, ctx, cell_dir,
-                                 cell.samples, cell.seed)
-
-                try:  # the child writes the cell folder; this process loads what it wrote
-                    result = run_isolated(fit, timeout_min=gen.timeout_min, threads=self.threads,
-                                          on_progress=(lambda m: report(*m)) if report else None)
-                finally:
-                    self.progress.training_done()
-                if not result.ok:
-                    log.error("%s: the %s fit failed: %s\n%s", label, gen.name, result.error, result.traceback)
-                    raise result.exception()
-                outcome = load_fitted(gen_cls, cell_dir)
-                if outcome is None:
-                    raise RuntimeError(f"the {gen.name} fit finished but left no {cell_dir / 'fit.json'}")
-            self.summary.fits += 1
-            log.info("%s: fitted in %.1fs, ε spent %s", label, outcome.seconds, outcome.ledger.epsilon_spent)
-        return outcome
-
-    def _fit_fresh(self, cell: Cell, splits: Splits, cell_dir: Path) -> Callable[[ImageSet, int], Generator]:
-        """Shadow fits for attacks, cached like cells: ``cell_dir/shadows/<key>/`` holds what
-        :func:`fit_and_save` writes, keyed by the shadow's seed and its training subset, and
-        a re-run loads it instead of refitting (an interrupted LiRA resumes)."""
-        gen = cell.generator
-        assert gen is not None
-        gen_cls: type[Generator] = gen.cls  # type: ignore[assignment]
-        trainer = dict(self.matrix.config.trainer)
-
-        def fit_fresh(private: ImageSet, seed: int) -> Generator:
-            key = content_hash({"seed": seed, "train": private.fingerprint(), "n": len(private)})
-            shadow_dir = cell_dir / "shadows" / key
-            if (shadow_dir / "fit.json").exists():
-                try:
-                    outcome = load_fitted(gen_cls, shadow_dir)
-                    if outcome is not None:
-                        self.summary.shadows_loaded += 1
-                        return outcome.generator
-                except Exception:
-                    log.exception("%s: could not load shadow %s; fitting again", cell.label(), key)
-            shadow_dir.mkdir(parents=True, exist_ok=True)
-            inside(shadow_dir, self.out, "the shadow folder")
-            ctx = FitContext(seed=seed, public=splits.public, trainer=trainer,
-                             workdir=shadow_dir / "work", accountant=cell.accountant,
-                             reproducible_noise=self.matrix.config.reproducible_noise)
-            if needs_worker_processes(trainer):  # a shadow model trains like the cell's own
-                outcome = fit_in_workers(gen_cls, gen.config, private, cell.budget, ctx, shadow_dir,
-                                         SHADOW_SAMPLES, seed)
-            else:
-                outcome = fit_and_save(gen_cls, gen.config, private, cell.budget, ctx, shadow_dir,
-                                       SHADOW_SAMPLES, seed)
-                assert outcome is not None, "a single-process fit always writes"
-            self.summary.shadow_fits += 1
-            log.info("%s: fitted shadow %s (seed %d, %d images) in %.1fs", cell.label(), key, seed,
-                     len(private), outcome.seconds)
-            return outcome.generator
-
-        return fit_fresh
 
     def _evaluate(self, cell, cell_id, cell_dir, ev: ResolvedPlugin, mid: str, splits: Splits,
                   outcome: FitOutcome | None, synthetic: ImageSet, label: str) -> None:
@@ -439,8 +231,9 @@ class _Runner:
             generator=outcome.generator if outcome else None,
             budget=cell.budget, ledger=outcome.ledger if outcome else None, seed=cell.seed,
             cache_dir=self.cache_dir, workdir=workdir, trainer=dict(self.matrix.config.trainer),
-            fit_fresh=self._fit_fresh(cell, splits, cell_dir) if outcome else _no_shadow_fit,
+            device=self.device,
         )
+        ctx.fit_fresh = self.fits.shadow_fitter(cell, splits, cell_dir, ctx) if outcome else no_shadow_fit
         summary = self.summary
 
         def evaluate(send: Callable[[Any], None]) -> dict[str, Any]:  # in the unit's child process
@@ -519,20 +312,6 @@ class _Runner:
 # --------------------------------------------------------------------------- entry point
 
 
-def _boards_current(out: Path, summary: RunSummary) -> bool:
-    """True when this run wrote nothing and the boards are newer than the results."""
-    if summary.fits or summary.computed or summary.failed:
-        return False
-    results = out / RESULTS_FILE
-    boards = [out / "leaderboard.json", out / "leaderboard-smoke.json"]
-    existing = [b for b in boards if b.exists()]
-    if not results.exists() or not existing:
-        return not results.exists()
-    if not all(b.with_name(f"{b.stem}-full.md").exists() for b in existing):
-        return False  # boards written before the compact / full split: write both now
-    return all(b.stat().st_mtime >= results.stat().st_mtime for b in existing)
-
-
 def run_matrix(
     config: str | Path | dict[str, Any],
     out: str | Path | None = None,
@@ -567,17 +346,17 @@ def run_matrix(
     lock = RunLock(out, shard_t)
     try:  # one writer per folder (distinct shards share it): a second run exits 2 naming the holder
         lock.acquire()
-        run_log = _RunLog(out)
+        run_log = RunLog(out, log_names(matrix.plugin_classes()))
     except OSError as err:
         lock.release()
         raise ConfigError(f"--out {out}: cannot write the run log there ({err.strerror}); "
                           "pass a folder you can write to") from None
-    progress = _Progress(quiet, len(cells))
+    progress = Progress(quiet, len(cells))
     with lock, run_log, isolation(matrix.config.threads) as unit_threads, stop_on_sigterm():
         log.info("ppds %s: matrix %r from %s, %d cells%s%s", __version__, matrix.config.name, matrix.source,
                  len(cells), f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "", ", smoke" if smoke else "")
-        runner = _Runner(matrix, out, progress, summary, retry_skipped=retry_skipped)
-        runner.threads = unit_threads
+        runner = _Runner(matrix, out, progress, summary, retry_skipped=retry_skipped, threads=unit_threads,
+                         device=resolve_device(matrix.config.trainer))  # after isolation(): no CUDA init
         try:
             for cell in cells:
                 runner.run_cell(cell)
@@ -591,19 +370,7 @@ def run_matrix(
             progress.cell("done")
             progress.stop()
         summary.seconds = time.perf_counter() - t0
-        try:
-            from ..report.leaderboard import write_leaderboards
-
-            if _boards_current(out, summary):
-                log.info("nothing new: the leaderboard in %s is current", out)
-            else:
-                summary.outputs = write_leaderboards(out)
-        except PpdsError:
-            raise
-        except Exception as err:  # the numbers are on disk; a rendering bug must not hide them
-            log.exception("writing the leaderboard of %s failed", out)
-            summary.failed.append({"cell": "-", "label": "leaderboard", "name": "leaderboard",
-                                   "kind": "board", "error": f"{type(err).__name__}: {err}"})
+        write_boards(out, summary)
         log.info("done in %.1fs: %d fits, %d loaded, %d measurements computed, %d cached, %d failed",
                  summary.seconds, summary.fits, summary.loaded, summary.computed, summary.cached,
                  len(summary.failed))
