@@ -249,13 +249,13 @@ def test_prv_pipeline_equals_opacus_prv_accountant(history):
 
 def test_prv_calibration_is_tight_to_rtol_with_few_evaluations(monkeypatch):
     """Each σ it returns is verified; some σ' ≥ σ/(1 + rtol) was verified infeasible."""
-    from ppds_core.privacy import accounting
+    from ppds_core.privacy.accountants import _prv
 
     calls = []
-    real = accounting._prv_epsilon
-    monkeypatch.setattr(accounting, "_prv_epsilon",
+    real = _prv.prv_epsilon_uncached
+    monkeypatch.setattr(_prv, "prv_epsilon_uncached",
                         lambda h, d: calls.append(h) or real(h, d))
-    accounting._prv_epsilon_memo.cache_clear()
+    _prv.prv_epsilon_memo.cache_clear()
     q, steps, delta, target = 0.14, 80, 1e-5, 10.0
     sigma = calibrate_noise_multiplier(target, delta, q, steps, "prv")
     assert len(calls) <= 8  # the plain bisection it replaced needed ~20 ε evaluations
@@ -269,12 +269,11 @@ def test_progress_reports_rdp_upper_bound_mid_run_and_exact_epsilon_at_the_end()
 
     schedule = plan_dp_sgd(DPSGDPlan(budget=PrivacyBudget(epsilon=3.0), batch_size=10, steps=5,
                                      accountant="prv"), num_examples=50)
-    state = DPSGDState(schedule=schedule, accountant=make_opacus_accountant("prv"))
+    state = DPSGDState(schedule=schedule)
     sigma, q = schedule.noise_multiplier, schedule.sample_rate
     uppers = []
     for step in range(1, 6):
-        state.accountant.step(noise_multiplier=sigma, sample_rate=q)
-        state.steps_done = step
+        state.steps_done = step  # what a private step records: (σ, q) are the schedule's
         info = state.progress_info()
         if step < 5:
             assert "epsilon" not in info  # a PRV value would be mislabelled if it were RDP's

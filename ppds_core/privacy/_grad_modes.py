@@ -31,13 +31,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["GRAD_SAMPLE_MODES", "PerSampleGradients", "fold_rows_per_example", "make_dp_optimizer"]
+from .plan import GRAD_SAMPLE_MODES  # the names (and what each does) live with the plan
 
-#: hooks: Opacus' per-layer formulas; functorch: torch.func.vmap for every layer;
-#: ghost: ghost clipping (norms without materialising per-sample gradients, two
-#: backward passes); ew: torch's ExpandedWeights (fails on some models, e.g. diffusers' UNet);
-#: bk: book-keeping (one backward, mixed ghost norms, clipped sums; ``_bookkeeping.py``)
-GRAD_SAMPLE_MODES: tuple[str, ...] = ("hooks", "functorch", "ghost", "ew", "bk")
+__all__ = ["GRAD_SAMPLE_MODES", "PerSampleGradients", "fold_rows_per_example", "make_dp_optimizer"]
 
 
 class PerSampleGradients:

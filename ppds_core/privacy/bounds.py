@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -121,12 +121,19 @@ _CHUNK_ELEMENTS = 1 << 18
 
 
 def _privacy_loss_samples(rng: np.random.Generator, n: int, sigma: float, q: float,
-                          steps: int, under_q: bool) -> np.ndarray:
-    """n draws of L = log dQ/dP(x) = Σ_t log(1 − q + q·e^{(2x_t − 1)/(2σ²)}) with x ~ P or Q."""
+                          steps: int, under_q: bool,
+                          progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """n draws of L = log dQ/dP(x) = Σ_t log(1 − q + q·e^{(2x_t − 1)/(2σ²)}) with x ~ P or Q.
+
+    ``progress`` is told the number of Gaussian draws after each chunk (n·steps in all).
+    """
     if q >= 1.0:
         # full batch: per step (2x − 1)/(2σ²) is Gaussian, so the sum is one exact draw
         mean = steps / (2 * sigma**2)
-        return rng.normal(mean if under_q else -mean, math.sqrt(steps) / sigma, size=n)
+        out = rng.normal(mean if under_q else -mean, math.sqrt(steps) / sigma, size=n)
+        if progress is not None:
+            progress(n * steps)
+        return out
     # float32 halves the cost; float64 where e^z could overflow float32 (σ ≲ 0.15)
     dtype = np.float32 if 7.0 / sigma + 0.5 / sigma**2 < 80.0 else np.float64
     out = np.empty(n, dtype=np.float64)
@@ -151,6 +158,8 @@ def _privacy_loss_samples(rng: np.random.Generator, n: int, sigma: float, q: flo
         z *= dtype(q)
         np.log1p(z, out=z)
         out[start:start + m] = z.sum(axis=1, dtype=np.float64)
+        if progress is not None:
+            progress(m * steps)
     return out
 
 
@@ -164,18 +173,19 @@ def _clopper_pearson(k: int, n: int, alpha: float) -> tuple[float, float]:
 
 
 def rero_dpsgd(kappa: float, noise_multiplier: float, sample_rate: float, steps: int,
-               samples: int = 100_000, seed: int = 0, confidence: float = 0.95) -> ReRoEstimate:
+               samples: int = 100_000, seed: int = 0, confidence: float = 0.95,
+               progress: Callable[[int], None] | None = None) -> ReRoEstimate:
     """Monte-Carlo ReRo γ(κ) for T steps of Poisson-subsampled DP-SGD with (σ, q).
 
-    See :func:`rero_composition` for the method and its interval.
+    See :func:`rero_composition` for the method, its interval and ``progress``.
     """
     return rero_composition(kappa, [(noise_multiplier, sample_rate, steps)],
-                            samples=samples, seed=seed, confidence=confidence)
+                            samples=samples, seed=seed, confidence=confidence, progress=progress)
 
 
 def rero_composition(kappa: float, history: Sequence[tuple[float, float, int]],
-                     samples: int = 100_000, seed: int = 0,
-                     confidence: float = 0.95) -> ReRoEstimate:
+                     samples: int = 100_000, seed: int = 0, confidence: float = 0.95,
+                     progress: Callable[[int], None] | None = None) -> ReRoEstimate:
     """Monte-Carlo ReRo γ(κ) for composed Poisson-subsampled Gaussian mechanisms.
 
     ``history`` holds (σ, q, T) per mechanism, as in the accountants: DP-SGD
@@ -198,7 +208,8 @@ def rero_composition(kappa: float, history: Sequence[tuple[float, float, int]],
 
     Cost: 2·samples·ΣT float32 draws over the q < 1 mechanisms, ~20–45 ns
     each on one CPU core (a q = 1 mechanism costs one draw per sample: its
-    T Gaussian losses sum to one Gaussian).
+    T Gaussian losses sum to one Gaussian). ``progress``, if given, is told the
+    number of draws after each chunk (2·samples·ΣT in all), for a progress bar.
     """
     from scipy.stats import binom
 
@@ -225,7 +236,7 @@ def rero_composition(kappa: float, history: Sequence[tuple[float, float, int]],
         total = np.zeros(n)
         for sigma, q, steps in history:
             if steps:
-                total += _privacy_loss_samples(rng, n, sigma, q, steps, under_q)
+                total += _privacy_loss_samples(rng, n, sigma, q, steps, under_q, progress)
         return np.sort(total)
 
     under_p = losses(False)
