@@ -27,12 +27,12 @@ import warnings
 import torch
 from _interleave import interleaved
 from bench_dpsgd import memory_cell, peak_in_child, report_peak, timed_steps
-from ppds_plugins.generators.dp_diffusion._config import DiffusionConfig
-from ppds_plugins.generators.dp_diffusion._objective import (
+from ppds_plugins.common.diffusion.config import DiffusionConfig
+from ppds_plugins.common.diffusion.objective import (
     NoiseMultiplicityDDPMLoss,
     make_train_scheduler,
 )
-from ppds_plugins.generators.dp_diffusion._unet import build_unet, model_side
+from ppds_plugins.common.diffusion.unet import build_unet, model_side
 
 from ppds_core.privacy._grad_modes import GRAD_SAMPLE_MODES, PerSampleGradients, make_dp_optimizer
 

@@ -22,7 +22,7 @@ from scipy import stats
 from torch import nn
 
 from ppds_core import FitContext, ImageSet, PrivacyBudget
-from ppds_core.privacy import engine
+from ppds_core.privacy import _module as engine  # the engine step looks these up
 from ppds_core.privacy.engine import plan_dp_sgd
 
 DELTA = 1e-5

@@ -196,10 +196,10 @@ def test_lira_flags_claimed_epsilon_that_leaks(tmp_path):
     assert rows["lira-epsilon-violation"].value == 1.0
 
 
-def test_lira_rejects_unknown_white_box_signal(tmp_path):
-    ctx = make_ctx(tmp_path, {"noise": 0.02})
-    with pytest.raises(ConfigError, match="exposes no signal"):
-        LiRA(signal="denoising-loss").evaluate(ctx)
+def test_lira_refuses_a_signal_it_does_not_compute_when_configured():
+    # the only signal is the black-box distance; a white-box name fails at config time
+    with pytest.raises(ConfigError, match="signal"):
+        LiRA(signal="denoising-loss")
 
 
 def test_shadows_train_on_the_targets_size_from_private_and_holdout(tmp_path):

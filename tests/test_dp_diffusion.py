@@ -7,15 +7,15 @@ import math
 
 import pytest
 import torch
-from ppds_plugins.generators.dp_diffusion import DiffusionGenerator
-from ppds_plugins.generators.dp_diffusion._config import DiffusionConfig
-from ppds_plugins.generators.dp_diffusion._objective import (
+from ppds_plugins.common.diffusion.config import DiffusionConfig
+from ppds_plugins.common.diffusion.ddim import ddim_sample
+from ppds_plugins.common.diffusion.objective import (
     Draws,
     NoiseMultiplicityDDPMLoss,
     make_train_scheduler,
 )
-from ppds_plugins.generators.dp_diffusion._sampling import ddim_sample
-from ppds_plugins.generators.dp_diffusion._unet import build_unet, from_model_space, to_model_space
+from ppds_plugins.common.diffusion.unet import build_unet, from_model_space, to_model_space
+from ppds_plugins.generators.dp_diffusion import DiffusionGenerator
 
 from ppds_core import ConfigError, FitContext, ImageSet, PrivacyBudget
 from ppds_core.privacy._grad_modes import PerSampleGradients, make_dp_optimizer
@@ -184,7 +184,7 @@ def test_non_private_reference_has_no_dp_sgd_spend(tiny_private):
 def test_ema_warms_up_and_its_count_travels_in_the_state_dict():
     """The shared EMA (DP-GAN's generator, the diffusion UNet): decay min(d, (1+n)/(10+n)),
     and a checkpoint restores the update count, so a resumed run keeps the same warm-up."""
-    from ppds_plugins.generators._ema import EMA
+    from ppds_plugins.common.ema import EMA
 
     live = torch.nn.Linear(3, 2)
     ema = EMA(live, decay=0.999)

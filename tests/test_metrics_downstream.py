@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ppds_plugins.metrics import _classifiers, _reference_cache, downstream
+from ppds_plugins.common import classifiers as _classifiers
+from ppds_plugins.metrics import _reference_cache, downstream
 from ppds_plugins.metrics.downstream import DownstreamAccuracy
 
 from ppds_core import EvalContext, ImageSet, PrivacyBudget, SkipMeasurement

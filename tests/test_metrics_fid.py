@@ -11,7 +11,9 @@ import torch
 from ppds_plugins.metrics import _domain, _reference_cache
 from ppds_plugins.metrics._frechet import frechet_distance, gaussian_stats
 from ppds_plugins.metrics._manifold import precision_recall
-from ppds_plugins.metrics.fid import FdDomain, Fid, PrecisionRecall
+from ppds_plugins.metrics.fd_domain import FdDomain
+from ppds_plugins.metrics.fid import Fid
+from ppds_plugins.metrics.precision_recall import PrecisionRecall
 
 from ppds_core import (
     EvalContext,

@@ -6,14 +6,14 @@ import math
 
 import pytest
 import torch
-from ppds_plugins.metrics._pairwise import (
+from ppds_plugins.common.pairwise import (
     load_lpips,
     lpips_matrix,
     lpips_pairs,
     nearest_scores,
     pairwise_scores,
 )
-from ppds_plugins.metrics.lpips import Lpips, Mse, Psnr, Ssim
+from ppds_plugins.metrics.pairwise import Lpips, Mse, Psnr, Ssim
 
 from ppds_core import (
     EvalContext,

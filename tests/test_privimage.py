@@ -85,7 +85,7 @@ def test_stroke_augment_keeps_range_and_shape_and_is_seeded():
 
 
 def test_train_classifier_applies_augment_to_every_training_batch():
-    from ppds_plugins.metrics._classifiers import train_classifier
+    from ppds_plugins.common.classifiers import train_classifier
 
     seen: list[int] = []
 

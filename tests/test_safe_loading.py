@@ -95,7 +95,7 @@ def test_fid_refuses_malicious_weights_named_by_the_environment(evil, tmp_path, 
 
 
 def test_fid_refuses_malicious_weights_in_the_torch_hub_cache(evil, tmp_path, ctx, monkeypatch):
-    from ppds_plugins.metrics._inception import hub_checkpoint_dir
+    from ppds_plugins.common.hub import hub_checkpoint_dir
     from ppds_plugins.metrics.fid import Fid
 
     monkeypatch.delenv("PPDS_FID_WEIGHTS", raising=False)
@@ -136,7 +136,7 @@ def test_fid_builds_torch_fidelity_inception_from_a_plain_state_dict(tmp_path, m
 
 
 def test_lpips_refuses_a_malicious_backbone_checkpoint(evil, tmp_path, ctx):
-    from ppds_plugins.metrics.lpips import Lpips
+    from ppds_plugins.metrics.pairwise import Lpips
 
     path = evil(tmp_path / "alexnet-owt-7be5be79.pth")
     with pytest.raises(UnsafeFileError) as err:

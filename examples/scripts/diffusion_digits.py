@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 import yaml
+from ppds_plugins.common.classifiers import accuracy, train_classifier
 from ppds_plugins.generators.dp_diffusion import DiffusionGenerator
 from ppds_plugins.generators.privimage import PrivImage
-from ppds_plugins.metrics._classifiers import accuracy, train_classifier
 
 from ppds_core import FitContext, PrivacyBudget, load_dataset
 

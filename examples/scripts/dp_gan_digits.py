@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 import yaml
+from ppds_plugins.common.classifiers import accuracy, train_classifier
 from ppds_plugins.generators.dp_gan import DPGAN
-from ppds_plugins.metrics._classifiers import accuracy, train_classifier
 
 from ppds_core import FitContext, PrivacyBudget, load_dataset
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from ppds_plugins.common.classifiers import predict_logits
 from ppds_plugins.generators.privimage import PrivImage
 from ppds_plugins.generators.privimage._selection import classes_per_private, select_public_classes
 from ppds_plugins.generators.privimage._semantic_query import (
@@ -32,7 +33,6 @@ from ppds_plugins.generators.privimage._semantic_query import (
     topk_histogram,
     train_query_classifier,
 )
-from ppds_plugins.metrics._classifiers import predict_logits
 
 from ppds_core import PrivacyBudget, load_dataset
 

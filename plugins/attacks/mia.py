@@ -23,6 +23,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import torch
+from ppds_plugins.common.features import FeatureMap, nearest_sq_distances
 from pydantic import Field
 from scipy import stats
 
@@ -32,7 +33,6 @@ from ppds_core.evaluation import membership_measurements, write_scores
 from ppds_core.imageset import ImageSet
 from ppds_core.interfaces import Attack, EvalContext, Measurement, PluginConfig
 
-from ._features import FeatureMap, nearest_sq_distances
 from .lira import epsilon_spent_of
 
 __all__ = ["GanLeaks", "MonteCarlo", "Domias", "register_plugins", "candidates_and_reference"]

@@ -12,16 +12,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
+from ppds_plugins.common.classifiers import (
+    Arch,
+    Classifier,
+    build_classifier,
+    embed,
+    resolve_arch,
+    train_classifier,
+)
+from ppds_plugins.common.devices import device_for
+from pydantic import Field
 
-from ppds_core import ImageSet, SkipMeasurement, Splits
+from ppds_core import EvalContext, PluginConfig, SkipMeasurement, Splits
 
-from ._classifiers import Arch, Classifier, build_classifier, embed, resolve_arch, train_classifier
 from ._frechet import GaussianStats, frechet_distance, gaussian_stats
 from ._reference_cache import cached_reference, reference_key
 
-__all__ = ["DomainSpace", "domain_space", "check_same_shape"]
+__all__ = ["DomainSpace", "DomainOptions", "domain_space"]
 
 #: bump when the recipe below changes, so stale cache entries are not reused
 _RECIPE_VERSION = 1
@@ -46,12 +56,25 @@ class DomainSpace:
         return embed(self.model, images, device=self.device)
 
 
-def check_same_shape(synthetic: ImageSet, real: ImageSet, what: str) -> None:
-    if synthetic.shape != real.shape:
-        raise SkipMeasurement(
-            f"{what}: synthetic images are {synthetic.shape} (C×H×W) but the real "
-            f"{real.name or 'reference'} images are {real.shape}; they are not comparable"
-        )
+class DomainOptions(PluginConfig):
+    """How the holdout classifier that defines the domain feature space is trained.
+
+    The options ``fd-domain`` and ``precision-recall`` share, so both read one
+    cached space when they agree.
+    """
+
+    arch: Literal["auto", "cnn", "resnet"] = Field(
+        "auto", description="classifier architecture (auto: resnet for ≥32 px RGB)"
+    )
+    epochs: int = Field(20, ge=1, description="training epochs (best epoch on 10% of the holdout)")
+    seed: int = Field(
+        0, description="fixed across matrix seeds, so every cell shares one feature space"
+    )
+
+    def space(self, ctx: EvalContext) -> DomainSpace:
+        """The cell's domain feature space under these options (cached across cells)."""
+        return domain_space(ctx.splits, ctx.cache_dir, arch=self.arch, epochs=self.epochs,
+                            seed=self.seed, device=device_for(ctx.trainer))
 
 
 def _train_reference(

@@ -22,6 +22,8 @@ import os
 from pathlib import Path
 
 import torch
+from ppds_plugins.common.hub import hub_checkpoint_dir
+from ppds_plugins.common.pixels import to_uint8
 
 from ppds_core import SkipMeasurement, WeightsNotFoundError
 from ppds_core.errors import UnsafeFileError
@@ -31,7 +33,7 @@ __all__ = [
     "WEIGHTS_ENV",
     "INCEPTION_FILES",
     "INCEPTION_URL",
-    "hub_checkpoint_dir",
+    "weights_id",
     "find_inception_weights",
     "load_inception_state",
     "inception_extractor",
@@ -51,9 +53,9 @@ INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2
 _EXTRACTORS: dict[str, torch.nn.Module] = {}
 
 
-def hub_checkpoint_dir() -> Path:
-    """``$TORCH_HOME/hub/checkpoints``: where torch-fidelity and torchvision cache weights."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
+def weights_id(path: Path) -> str:
+    """The weights file's identity in cache keys: its name and size (hashing 100 MB per cell is slow)."""
+    return f"{path.name}:{path.stat().st_size}"
 
 
 def find_inception_weights(configured: str | Path | None = None, download: bool = False) -> Path:
@@ -150,4 +152,4 @@ def to_inception_input(images: torch.Tensor) -> torch.Tensor:
         images = images.repeat(1, 3, 1, 1)
     elif images.shape[1] != 3:
         raise ValueError(f"Inception takes 1- or 3-channel images, got {images.shape[1]} channels")
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    return to_uint8(images)

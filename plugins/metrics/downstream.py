@@ -14,6 +14,9 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
+from ppds_plugins.common import classifiers
+from ppds_plugins.common.devices import device_for
+from ppds_plugins.common.subsample import subsample
 from pydantic import Field
 
 from ppds_core import (
@@ -27,7 +30,6 @@ from ppds_core import (
     hookimpl,
 )
 
-from . import _classifiers
 from ._reference_cache import cached_reference, reference_key
 
 __all__ = ["DownstreamAccuracy", "split_validation", "register_plugins"]
@@ -86,7 +88,7 @@ class DownstreamAccuracy(Metric):
     ):
         cfg = self.config
         train, val = split_validation(data, cfg.val_fraction, seed)
-        model = _classifiers.train_classifier(
+        model = classifiers.train_classifier(
             train,
             val=val,
             epochs=cfg.epochs,
@@ -116,7 +118,7 @@ class DownstreamAccuracy(Metric):
         def compute() -> dict[str, Any]:
             model, n_train, n_val = self._train(splits.private, 0, splits.test.num_classes, device)
             log = model.training_log  # type: ignore[attr-defined]
-            acc = _classifiers.accuracy(model, splits.test)
+            acc = classifiers.accuracy(model, splits.test)
             return {"accuracy": acc, "n_train": n_train, "best_epoch": log.best_epoch}
 
         return cached_reference(cache_dir, "downstream-real", key, compute)
@@ -140,12 +142,8 @@ class DownstreamAccuracy(Metric):
             raise SkipMeasurement(
                 f"downstream-accuracy: needs ≥ 2 synthetic images, got {len(synthetic)}"
             )
-        if cfg.max_train is not None and len(synthetic) > cfg.max_train:
-            keep = torch.randperm(
-                len(synthetic), generator=torch.Generator().manual_seed(ctx.seed)
-            )[: cfg.max_train]
-            synthetic = synthetic.subset(keep)
-        device = _classifiers.device_for(ctx.trainer)
+        synthetic = subsample(synthetic, cfg.max_train, ctx.seed)
+        device = device_for(ctx.trainer)
         model, n_train, n_val = self._train(synthetic, ctx.seed, test.num_classes, device)
         log = model.training_log  # type: ignore[attr-defined]
         extra: dict[str, Any] = {
@@ -161,7 +159,7 @@ class DownstreamAccuracy(Metric):
             extra["real_reference"] = ref["accuracy"]
             extra["real_reference_n_train"] = ref["n_train"]
         return [
-            Measurement(self.name, _classifiers.accuracy(model, test, device=device), True, extra)
+            Measurement(self.name, classifiers.accuracy(model, test, device=device), True, extra)
         ]
 
 

@@ -38,6 +38,8 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import torch
+from ppds_plugins.common.features import FeatureMap
+from ppds_plugins.common.subsample import subsample
 from pydantic import Field
 
 from ppds_core import hookimpl
@@ -46,9 +48,8 @@ from ppds_core.evaluation import membership_measurements, write_scores
 from ppds_core.imageset import ImageSet
 from ppds_core.interfaces import Attack, EvalContext, Measurement, PluginConfig
 
-from .._features import FeatureMap
 from ._math import Convention, lira_offline, lira_online, matched_keep
-from ._signals import BLACK_BOX_SIGNALS, generator_signal
+from ._signals import distance_signal
 
 __all__ = ["LiRA", "register_plugins", "ShadowDesign", "shadow_design", "epsilon_spent_of"]
 
@@ -58,8 +59,9 @@ class LiRAConfig(PluginConfig):
                                "of the cell's recipe and ε on a training set of the target's size")
     population: int = Field(400, ge=4, description="candidates scored: half private, half holdout")
     synthetic_samples: int = Field(1000, ge=1, description="samples per generator for the signal")
-    signal: str = Field("log-nn-distance",
-                        description="'log-nn-distance' or a white-box signal the generator exposes")
+    signal: Literal["log-nn-distance"] = Field(
+        "log-nn-distance", description="membership signal: −mean log L2 distance of a candidate "
+        "to its nearest synthetic samples (black-box: needs only the samples)")
     features: Literal["pixels", "pca"] = Field("pixels", description="feature space of distances")
     pca_components: int = Field(32, ge=1)
     k_neighbours: int = Field(1, ge=1, description="nearest synthetic samples averaged in φ")
@@ -125,13 +127,6 @@ def shadow_design(ctx: EvalContext, population: int, shadow_models: int, seed: i
                         np.r_[np.ones(n_each, bool), np.zeros(n_each, bool)])
 
 
-def _subsample(images: ImageSet, n: int, seed: int) -> ImageSet:
-    if len(images) <= n:
-        return images
-    g = torch.Generator().manual_seed(seed)
-    return images.subset(torch.randperm(len(images), generator=g)[:n])
-
-
 class LiRA(Attack):
     """Likelihood-ratio membership inference with matched shadow generators (online, offline)."""
 
@@ -154,15 +149,6 @@ class LiRA(Attack):
         release_itself = ctx.generator is None  # the real-data row: M(D) = D, nothing to retrain
         if not release_itself and ctx.fit_fresh is None:
             raise SkipMeasurement("LiRA needs shadow models (ctx.fit_fresh) and the cell offers none")
-        white_box = cfg.signal not in BLACK_BOX_SIGNALS
-        if white_box and release_itself:
-            raise SkipMeasurement(f"signal {cfg.signal!r} is white-box; the real-data release has no model")
-        if white_box and cfg.signal not in ctx.generator.white_box_signals:
-            raise ConfigError(
-                f"lira.config.signal: {ctx.generator.name} exposes no signal {cfg.signal!r} "
-                f"(it exposes {list(ctx.generator.white_box_signals) or 'none'}; "
-                f"black-box signals: {list(BLACK_BOX_SIGNALS)})"
-            )
         design = shadow_design(ctx, cfg.population, cfg.shadow_models, ctx.seed + 1)
         cand = design.pool.subset(design.candidates, f"{design.pool.name}/candidates")
         features = FeatureMap(cfg.features, cfg.pca_components)
@@ -170,21 +156,19 @@ class LiRA(Attack):
             features.fit(ctx.splits.holdout)  # the attacker's own data
         n_syn = min(cfg.synthetic_samples, len(ctx.synthetic))
 
-        def signal_of(gen, syn):
-            return generator_signal(cfg.signal, gen, syn, cand, features,
-                                    cfg.k_neighbours, cfg.same_label)
+        def signal_of(release: ImageSet) -> np.ndarray:
+            return distance_signal(cand, release, features, cfg.k_neighbours, cfg.same_label)
 
-        target_release = ctx.synthetic if release_itself else _subsample(ctx.synthetic, n_syn, ctx.seed + 3)
-        target = signal_of(ctx.generator, target_release)
+        target_release = ctx.synthetic if release_itself else subsample(ctx.synthetic, n_syn, ctx.seed + 3)
+        target = signal_of(target_release)
         shadows = np.empty((cfg.shadow_models, len(cand)))
         for k in range(cfg.shadow_models):
             if release_itself:
-                shadows[k] = signal_of(None, design.shadow_set(k))
+                shadows[k] = signal_of(design.shadow_set(k))
                 continue
             seed = ctx.seed * 1000 + 101 + k
             shadow = ctx.fit_fresh(design.shadow_set(k), seed)
-            syn = None if white_box else shadow.sample(n_syn, seed=seed)
-            shadows[k] = signal_of(shadow, syn)
+            shadows[k] = signal_of(shadow.sample(n_syn, seed=seed))
 
         keep = design.keep
         fix = cfg.fix_variance if cfg.fix_variance is not None else cfg.shadow_models < 64

@@ -5,23 +5,23 @@ a generator has no label to be confident about, so the black-box signal is
 how close its synthetic output comes to the candidate:
 ``φ(x) = −mean_k log ‖f(x) − f(g_(k))‖`` over the k nearest synthetic samples
 in a fixed feature space f (log-distances are close to Gaussian across
-shadow models, which LiRA's parametric test assumes). A white-box signal
-(e.g. a diffusion model's denoising loss) comes from the generator itself
-via ``Generator.member_signal``.
+shadow models, which LiRA's parametric test assumes). It is the only signal:
+a white-box one (e.g. a diffusion model's denoising loss) would need the
+generator to compute it, and no generator does.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from ppds_plugins.common.features import (
+    FeatureMap,
+    nearest_sq_distances,
+    nearest_sq_distances_by_label,
+)
 
 from ppds_core.imageset import ImageSet
-from ppds_core.interfaces import Generator
 
-from .._features import FeatureMap, nearest_sq_distances, nearest_sq_distances_by_label
-
-__all__ = ["BLACK_BOX_SIGNALS", "distance_signal", "generator_signal"]
-
-BLACK_BOX_SIGNALS = ("log-nn-distance",)
+__all__ = ["distance_signal"]
 
 
 def distance_signal(candidates: ImageSet, synthetic: ImageSet, features: FeatureMap,
@@ -35,16 +35,3 @@ def distance_signal(candidates: ImageSet, synthetic: ImageSet, features: Feature
     else:
         d2 = nearest_sq_distances(q, bank, k)
     return -0.5 * np.log(d2 + 1e-12).mean(1)
-
-
-def generator_signal(signal: str, generator: Generator, synthetic: ImageSet,
-                     candidates: ImageSet, features: FeatureMap, k: int,
-                     same_label: bool) -> np.ndarray:
-    """The configured signal of one (target or shadow) generator, one value per candidate."""
-    if signal in BLACK_BOX_SIGNALS:
-        return distance_signal(candidates, synthetic, features, k, same_label)
-    out = np.asarray(generator.member_signal(candidates, signal), dtype=np.float64).reshape(-1)
-    if out.shape[0] != len(candidates):
-        raise ValueError(f"{generator.name}.member_signal({signal!r}) returned {out.shape[0]} "
-                         f"values for {len(candidates)} candidates")
-    return out

@@ -41,12 +41,15 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import torch
+from ppds_plugins.common.diffusion.config import DiffusionConfig
+from ppds_plugins.common.pairwise import PSNR_CAP_DB, lpips_name, mse, pairwise_scores
+from ppds_plugins.common.pixels import from_signed, to_signed
 from pydantic import Field
 from scipy import stats
 
 from ppds_core import hookimpl
 from ppds_core.atomic import atomic_open
-from ppds_core.errors import SkipMeasurement
+from ppds_core.errors import SkipMeasurement, WeightsNotFoundError
 from ppds_core.evaluation import clopper_pearson
 from ppds_core.interfaces import Attack, EvalContext, Measurement, PluginConfig
 from ppds_core.privacy.bounds import rero_gdp, uninformed_mse_cdf
@@ -81,21 +84,15 @@ class ReconstructionConfig(PluginConfig):
         "or the torch hub cache; LPIPS is omitted (with a note) when none is found")
 
 
-def _prior_config(cfg: ReconstructionConfig):
-    from ppds_plugins.generators.dp_diffusion._config import DiffusionConfig
-
+def _prior_config(cfg: ReconstructionConfig) -> DiffusionConfig:
     groups = math.gcd(*cfg.prior_channels, 8)
     return DiffusionConfig(block_out_channels=list(cfg.prior_channels), norm_num_groups=groups,
                            lr=cfg.prior_lr, num_train_timesteps=cfg.num_train_timesteps,
                            noise_multiplicity=1)
 
 
-def _to_model(x: torch.Tensor) -> torch.Tensor:
-    return x * 2 - 1
-
-
 def _to_canonical(x: torch.Tensor) -> torch.Tensor:
-    return ((x.clamp(-1, 1) + 1) / 2).float()
+    return from_signed(x).float()
 
 
 def run_reconstruction(cfg: ReconstructionConfig, targets: torch.Tensor, prior_data: torch.Tensor,
@@ -111,8 +108,6 @@ def run_reconstruction(cfg: ReconstructionConfig, targets: torch.Tensor, prior_d
     is the whole split, so κ is exact); ``None`` uses the targets themselves
     as a π-sample (κ then gets its Clopper–Pearson upper end).
     """
-    from ppds_plugins.metrics._pairwise import mse
-
     from ._denoise import reconstruct, sample_prior
     from ._kappa import estimate_kappa, mean_guesses
     from ._prior import fit_or_load_prior
@@ -145,7 +140,7 @@ def run_reconstruction(cfg: ReconstructionConfig, targets: torch.Tensor, prior_d
         y, s = observe(targets, sigma, max_grad_norm, cfg.output_units, g)
         recs = []
         for r in range(cfg.repeats):
-            xm = reconstruct(prior, _to_model(y), 2 * s, steps=cfg.ddim_steps,
+            xm = reconstruct(prior, to_signed(y), 2 * s, steps=cfg.ddim_steps,
                              consistency=cfg.consistency, eta=cfg.ddim_eta, seed=seed + 17 * r)
             recs.append(_to_canonical(xm))
         rec = recs[0]
@@ -167,10 +162,6 @@ def run_reconstruction(cfg: ReconstructionConfig, targets: torch.Tensor, prior_d
 
 def _pairwise(cfg: ReconstructionConfig, rec: torch.Tensor, targets: torch.Tensor) -> dict:
     """MSE / PSNR (capped) / SSIM per target via the metrics' pairwise functions, LPIPS if possible."""
-    from ppds_plugins.metrics._pairwise import PSNR_CAP_DB, lpips_name, pairwise_scores
-
-    from ppds_core.errors import WeightsNotFoundError
-
     s = pairwise_scores(rec, targets, ["mse", "psnr", "ssim"])
     out = {"mse": s["mse"].numpy(), "psnr": s["psnr"].clamp(max=PSNR_CAP_DB).numpy(),
            "ssim": s["ssim"].numpy(), "lpips": None, "lpips_note": ""}

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from ppds_plugins.generators.dp_diffusion._config import DiffusionConfig
-from ppds_plugins.generators.dp_diffusion._objective import (
-    NoiseMultiplicityDDPMLoss,
-    make_train_scheduler,
-)
-from ppds_plugins.generators.dp_diffusion._unet import build_unet
+from ppds_plugins.common.diffusion.config import DiffusionConfig
+from ppds_plugins.common.diffusion.objective import NoiseMultiplicityDDPMLoss, make_train_scheduler
+from ppds_plugins.common.diffusion.unet import build_unet
+from ppds_plugins.common.pixels import to_signed, to_uint8
 
 from ppds_core.atomic import atomic_open
 from ppds_core.errors import UnsafeFileError
@@ -68,7 +66,7 @@ def fit_prior(data: torch.Tensor, cfg: DiffusionConfig, steps: int, batch_size: 
     loss_fn = NoiseMultiplicityDDPMLoss(unet, sched, multiplicity=1, null_class=0)
     loss_fn.generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(unet.parameters(), lr=cfg.lr)
-    x_all = data * 2 - 1
+    x_all = to_signed(data)
     g = torch.Generator().manual_seed(seed + 1)
     unet.train()
     for _ in range(steps):
@@ -83,7 +81,7 @@ def fit_prior(data: torch.Tensor, cfg: DiffusionConfig, steps: int, batch_size: 
 
 def _key(data: torch.Tensor, cfg: DiffusionConfig, steps: int, batch_size: int, seed: int) -> str:
     h = hashlib.sha256()
-    h.update((data.clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
+    h.update(to_uint8(data).numpy().tobytes())
     h.update(json.dumps([cfg.model_dump(), steps, batch_size, seed, list(data.shape)],
                         sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]

@@ -8,41 +8,32 @@ step, sampler and file format.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from diffusers import UNet2DModel
+from ppds_plugins.common.artifacts import GRID_FILE, open_artifacts, write_artifacts
+from ppds_plugins.common.devices import default_device
+from ppds_plugins.common.diffusion.config import DiffusionConfig
+from ppds_plugins.common.diffusion.ddim import balanced_labels, ddim_sample
+from ppds_plugins.common.diffusion.objective import NoiseMultiplicityDDPMLoss, make_train_scheduler
+from ppds_plugins.common.diffusion.unet import (
+    build_unet,
+    from_model_space,
+    model_side,
+    to_model_space,
+)
+from ppds_plugins.common.grid import write_class_grid
 
 from ppds_core import ConfigError, FitContext, Generator, ImageSet, Ledger, PrivacyBudget
-from ppds_core.errors import DataNotFoundError
 from ppds_core.privacy.ledger import GaussianSpend
 
-from .._grid import write_class_grid
-from ._config import DiffusionConfig
-from ._objective import NoiseMultiplicityDDPMLoss, make_train_scheduler
-from ._sampling import balanced_labels, ddim_sample
 from ._train import make_module, make_plan, train_private
-from ._unet import build_unet, from_model_space, model_side, to_model_space
 
-__all__ = ["DiffusionGenerator", "device_of"]
+__all__ = ["DiffusionGenerator"]
 
 _UNET_DIR = "unet"
-_META = "model.json"
-_LEDGER = "ledger.json"
-_GRID = "samples.png"
-
-
-def device_of(trainer: dict[str, Any]) -> torch.device:
-    """Where sampling and non-private pretraining run: the GPU if the trainer asks for one."""
-    acc = str(trainer.get("accelerator", "cpu")).lower()
-    if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("trainer.accelerator asks for a GPU but torch sees no CUDA device here")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 class DiffusionGenerator(Generator):
@@ -148,8 +139,7 @@ class DiffusionGenerator(Generator):
             if y.numel() and (y.min() < 0 or y.max() >= k):
                 raise ConfigError(f"{self.name}.sample: labels must lie in [0, {k}) for {k} classes")
         cfg = self.config
-        dev = torch.device(device) if device is not None else (
-            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        dev = torch.device(device) if device is not None else default_device()
         unet = self.unet.to(dev)
         x = ddim_sample(unet, y, shape=(self.image_shape[0], self.side, self.side),
                         num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
@@ -165,43 +155,18 @@ class DiffusionGenerator(Generator):
         """EMA UNet (diffusers ``save_pretrained``), config, classes, ledger and ``samples.png``."""
         if self.unet is None:
             raise RuntimeError(f"{self.name}: fit() or load() the model before saving")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.unet.save_pretrained(directory / _UNET_DIR)
-        meta = {"plugin": self.name, "config": self.config.model_dump(mode="json"),
-                "class_names": self.class_names, "image_shape": list(self.image_shape or ()),
+        unet = self.unet
+        meta = {"class_names": self.class_names, "image_shape": list(self.image_shape or ()),
                 "side": self.side, "train_info": self.train_info}
-        (directory / _META).write_text(json.dumps(meta, indent=2, default=_json_default))
-        if self.ledger is not None:
-            self.ledger.write(directory / _LEDGER)
+        directory = write_artifacts(directory, self, meta,
+                                    lambda d: unet.save_pretrained(d / _UNET_DIR))
         grid = self.sample(8 * len(self.class_names), seed=0)
-        write_class_grid(grid, directory / _GRID, rows=8, scale=max(1, 48 // self.image_shape[1]))
+        write_class_grid(grid, directory / GRID_FILE, rows=8, scale=max(1, 48 // self.image_shape[1]))
 
     @classmethod
     def load(cls, directory: Path) -> DiffusionGenerator:
-        directory = Path(directory)
-        for need in (directory / _META, directory / _UNET_DIR / "config.json"):
-            if not need.is_file():
-                raise DataNotFoundError(
-                    f"{cls.name}: {need} not found; load() needs a directory written by save()")
-        meta = json.loads((directory / _META).read_text())
-        if meta.get("plugin") != cls.name:
-            raise ConfigError(f"{cls.name}: {directory} holds a {meta.get('plugin')!r} model, not {cls.name!r}")
-        model = cls(meta["config"])
-        model.class_names = list(meta["class_names"])
-        model.image_shape = tuple(meta["image_shape"])  # type: ignore[assignment]
+        model, meta = open_artifacts(cls, directory, [f"{_UNET_DIR}/config.json"])
         model.side = int(meta["side"])
-        model.train_info = dict(meta.get("train_info", {}))
         model.unet = UNet2DModel.from_pretrained(
-            directory / _UNET_DIR, local_files_only=True, low_cpu_mem_usage=False).eval()
-        if (directory / _LEDGER).is_file():
-            model.ledger = Ledger.read(directory / _LEDGER)
+            Path(directory) / _UNET_DIR, local_files_only=True, low_cpu_mem_usage=False).eval()
         return model
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -12,15 +12,14 @@ a row count that does not match.
 from __future__ import annotations
 
 import torch
+from ppds_plugins.common.diffusion.config import DiffusionConfig
+from ppds_plugins.common.diffusion.objective import NoiseMultiplicityDDPMLoss
+from ppds_plugins.common.ema import EMA
 from torch import nn
 
-from ppds_core import FitContext, ImageSet, Ledger, PrivacyBudget
+from ppds_core import FitContext, Ledger, PrivacyBudget
 from ppds_core.privacy.engine import DPSGDModule, DPSGDPlan, fit_private
 from ppds_core.privacy.ledger import GaussianSpend
-
-from .._ema import EMA
-from ._config import DiffusionConfig
-from ._objective import NoiseMultiplicityDDPMLoss
 
 __all__ = ["DiffusionDPModule", "make_module", "make_plan", "train_private"]
 
@@ -78,6 +77,3 @@ def train_private(objective: NoiseMultiplicityDDPMLoss, data: torch.utils.data.D
     ema = module.ema.model.cpu().eval()
     return ledger, ema, module.dp.steps_done
 
-
-def as_dataset(images: ImageSet, model_images: torch.Tensor) -> torch.utils.data.TensorDataset:
-    return torch.utils.data.TensorDataset(model_images, images.labels)

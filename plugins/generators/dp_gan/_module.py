@@ -14,15 +14,15 @@ from __future__ import annotations
 import copy
 
 import torch
+from ppds_plugins.common.ema import EMA
+from ppds_plugins.common.pixels import to_signed
 from torch import nn
 
 from ppds_core.privacy.engine import DPSGDModule
 
-from .._ema import EMA
 from ._config import DPGANConfig
 from ._losses import d_hinge_per_row, fake_labels, g_hinge
 from ._nets import ConditionalGenerator
-from ._units import to_model_units
 
 __all__ = ["DPGANModule"]
 
@@ -84,7 +84,7 @@ class DPGANModule(DPSGDModule):
 
     def training_step(self, batch, batch_idx):
         real, labels = batch
-        losses = self.discriminator_losses(to_model_units(real), labels)
+        losses = self.discriminator_losses(to_signed(real), labels)
         self.private_step(losses)
         if self.dp.steps_done % self.cfg.d_updates == 0:
             g_optimizer = self.optimizers()[1].optimizer

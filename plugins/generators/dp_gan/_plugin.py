@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from ppds_plugins.common.artifacts import GRID_FILE, load_state, open_artifacts, write_artifacts
+from ppds_plugins.common.grid import write_class_grid
+from ppds_plugins.common.pixels import from_signed
 
 from ppds_core import (
     FitContext,
@@ -15,20 +17,15 @@ from ppds_core import (
     Ledger,
     PrivacyBudget,
 )
-from ppds_core.errors import ConfigError, DataNotFoundError
+from ppds_core.errors import ConfigError
 
-from .._grid import write_class_grid
 from ._config import DPGANConfig
 from ._nets import ConditionalGenerator, auto_width, net_shape
 from ._train import dp_sgd_recipe, train_dp_gan
-from ._units import from_model_units
 
 __all__ = ["DPGAN"]
 
 _WEIGHTS = "generator_ema.pt"
-_META = "model.json"
-_LEDGER = "ledger.json"
-_GRID = "samples.png"
 #: images per forward pass when sampling (bounds memory, not results)
 _SAMPLE_CHUNK = 1024
 
@@ -119,7 +116,7 @@ class DPGAN(Generator):
         with torch.no_grad():
             for start in range(0, n, _SAMPLE_CHUNK):
                 sl = slice(start, start + _SAMPLE_CHUNK)
-                chunks.append(from_model_units(net(z[sl], y[sl])))
+                chunks.append(from_signed(net(z[sl], y[sl])))  # tanh output → [0, 1]
         c, h, w = self.image_shape or (0, 0, 0)
         images = torch.cat(chunks) if chunks else torch.zeros(0, c, h, w)
         return ImageSet(images, y, self.class_names, name=f"{self.name}-samples")
@@ -129,41 +126,23 @@ class DPGAN(Generator):
     def save(self, directory: Path) -> None:
         """Weights of the EMA generator, config, class names, shape, ledger and a sample grid."""
         net = self._require_fitted()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        torch.save(net.state_dict(), directory / _WEIGHTS)
         meta = {
-            "plugin": self.name,
-            "config": self.config.model_dump(mode="json"),
             "class_names": self.class_names,
             "image_shape": list(self.image_shape or ()),
             "train_info": self.train_info,
         }
-        (directory / _META).write_text(json.dumps(meta, indent=2))
-        if self.ledger is not None:
-            self.ledger.write(directory / _LEDGER)
+        directory = write_artifacts(directory, self, meta,
+                                    lambda d: torch.save(net.state_dict(), d / _WEIGHTS))
         rows = 10
         grid = self.sample(rows * len(self.class_names), seed=0)
-        write_class_grid(grid, directory / _GRID, rows=rows, scale=max(1, 64 // grid.shape[1]))
+        write_class_grid(grid, directory / GRID_FILE, rows=rows, scale=max(1, 64 // grid.shape[1]))
 
     @classmethod
     def load(cls, directory: Path) -> DPGAN:
-        directory = Path(directory)
-        for fname in (_META, _WEIGHTS):
-            if not (directory / fname).is_file():
-                raise DataNotFoundError(
-                    f"dp-gan: {directory / fname} not found; load() needs a directory written by save()"
-                )
-        meta = json.loads((directory / _META).read_text())
-        model = cls(meta["config"])
-        model.class_names = list(meta["class_names"])
-        model.image_shape = tuple(meta["image_shape"])  # type: ignore[assignment]
-        model.train_info = dict(meta.get("train_info", {}))
+        model, _ = open_artifacts(cls, directory, [_WEIGHTS])
         cfg = model.config
         ns = net_shape(*model.image_shape)
         net = ConditionalGenerator(ns, len(model.class_names), cfg.latent_dim, cfg.g_width or auto_width(ns))
-        net.load_state_dict(torch.load(directory / _WEIGHTS, map_location="cpu", weights_only=True))
+        net.load_state_dict(load_state(Path(directory) / _WEIGHTS, "dp-gan weights"))
         model.net = net.eval()
-        if (directory / _LEDGER).is_file():
-            model.ledger = Ledger.read(directory / _LEDGER)
         return model

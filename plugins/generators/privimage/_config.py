@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from ppds_plugins.generators.dp_diffusion._config import DiffusionConfig
+from ppds_plugins.common.diffusion.config import DiffusionConfig
 from pydantic import Field
 
 __all__ = ["PrivImageConfig"]

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ppds_plugins.generators.dp_diffusion._model import DiffusionGenerator, device_of
-from ppds_plugins.generators.dp_diffusion._objective import NoiseMultiplicityDDPMLoss
-from ppds_plugins.generators.dp_diffusion._unet import to_model_space
+from ppds_plugins.common.classifiers import predict_logits
+from ppds_plugins.common.devices import requested_device
+from ppds_plugins.common.diffusion.objective import NoiseMultiplicityDDPMLoss
+from ppds_plugins.common.diffusion.unet import to_model_space
+from ppds_plugins.generators.dp_diffusion import DiffusionGenerator
 
 from ppds_core import ConfigError, FitContext, ImageSet, PrivacyBudget
 from ppds_core.privacy.ledger import GaussianSpend
@@ -63,14 +65,12 @@ class PrivImage(DiffusionGenerator):
                 "`public:` on the dataset in the matrix config (e.g. `public: glyphs` for digits, "
                 "`public: imagenet-folder` for CIFAR-10)"
             )
-        device = device_of(ctx.trainer)
+        device = requested_device(ctx.trainer)
         public = match_public_to_private(ctx.public, private.shape)
         per_class = classes_per_private(cfg.selection_ratio, public.num_classes,
                                         private.num_classes, cfg.classes_per_private_class)
         # (1) the semantic query function sees only public data
         classifier = train_query_classifier(public, cfg.query_epochs, ctx.seed, device, cfg.query_augment)
-        from ppds_plugins.metrics._classifiers import predict_logits
-
         logits = predict_logits(classifier, private.images, device=device)
         # (2) histogram of top-k votes + Gaussian noise: the only private-data release here
         hist = topk_histogram(logits, private.labels, private.num_classes, cfg.query_topk)

@@ -9,7 +9,7 @@ classifier-free guidance needs.
 from __future__ import annotations
 
 import torch
-from ppds_plugins.generators.dp_diffusion._objective import NoiseMultiplicityDDPMLoss
+from ppds_plugins.common.diffusion.objective import NoiseMultiplicityDDPMLoss
 
 __all__ = ["pretrain"]
 

@@ -20,6 +20,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from ppds_plugins.common.classifiers import train_classifier
 
 from ppds_core import GaussianSpend, ImageSet, PrivacyBudget
 
@@ -75,8 +76,6 @@ def stroke_augment(x: torch.Tensor) -> torch.Tensor:
 def train_query_classifier(public: ImageSet, epochs: int, seed: int, device: torch.device,
                            augment: bool = True):
     """The semantic query function: a classifier of the public labels (no private data)."""
-    from ppds_plugins.metrics._classifiers import train_classifier
-
     return train_classifier(public, epochs=epochs, seed=seed, device=device,
                             augment=stroke_augment if augment else None)
 

@@ -1,6 +1,7 @@
 """A PNG grid of samples, one column per class, so mode collapse shows at a glance.
 
-Shared by the first-party generators' ``save`` (each writes ``samples.png``).
+Every first-party generator's ``save`` writes one as ``samples.png``
+(:data:`.artifacts.GRID_FILE`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Pairwise metrics ``lpips``, ``ssim``, ``psnr``, ``mse`` as matrix metrics: nearest-neighbour memorisation.
+"""Pairwise metrics ``mse``, ``psnr``, ``ssim``, ``lpips`` as matrix metrics: nearest-neighbour memorisation.
 
 These metrics compare *pairs* of images; the reconstruction attack uses them
-per (target, reconstruction) pair through :func:`._pairwise.pairwise_scores`.
+per (target, reconstruction) pair through
+:func:`ppds_plugins.common.pairwise.pairwise_scores`.
 A generator cell has no pairs, so in the matrix each one answers a privacy
 question instead: *how close does the synthetic set come to the images it
 was trained on?* For up to ``max_private`` private images, the score against
@@ -24,11 +25,12 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
+from ppds_plugins.common.pairwise import PSNR_CAP_DB, lpips_name, nearest_scores
+from ppds_plugins.common.subsample import subsample
 from pydantic import Field
 
 from ppds_core import (
     EvalContext,
-    ImageSet,
     Measurement,
     Metric,
     PluginConfig,
@@ -36,19 +38,10 @@ from ppds_core import (
     hookimpl,
 )
 
-from ._pairwise import PSNR_CAP_DB, lpips_name, nearest_scores
-
 __all__ = ["Lpips", "Ssim", "Psnr", "Mse", "register_plugins"]
 
 #: MSE below this counts as an exact copy
 EXACT_COPY_MSE = 1e-10
-
-
-def _subsample(images: ImageSet, limit: int, seed: int) -> torch.Tensor:
-    if len(images) <= limit:
-        return images.images
-    index = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:limit]
-    return images.images[index]
 
 
 class _NearestOptions(PluginConfig):
@@ -79,8 +72,8 @@ class _NearestNeighbourMetric(Metric):
                 f"{self.name}: synthetic images are {synthetic.shape} (C×H×W) but the private "
                 f"images are {private.shape}; pixel-wise comparison needs equal shapes"
             )
-        keys = _subsample(synthetic, cfg.max_synthetic, ctx.seed)
-        queries = _subsample(private, cfg.max_private, ctx.seed)
+        keys = subsample(synthetic, cfg.max_synthetic, ctx.seed).images
+        queries = subsample(private, cfg.max_private, ctx.seed).images
         scores = self._nearest(queries, keys)
         copies = int((nearest_scores(queries, keys, "mse") < EXACT_COPY_MSE).sum())
         extra: dict[str, Any] = {
@@ -90,7 +83,7 @@ class _NearestNeighbourMetric(Metric):
             "aggregate": "mean over private images of the score against the nearest synthetic sample",
         }
         if len(holdout):
-            ref_queries = _subsample(holdout, min(cfg.max_private, len(queries)), ctx.seed)
+            ref_queries = subsample(holdout, min(cfg.max_private, len(queries)), ctx.seed).images
             extra["holdout_reference"] = float(
                 self._finite(self._nearest(ref_queries, keys)).mean()
             )

@@ -32,7 +32,8 @@ from ppds_core import SkipMeasurement, WeightsNotFoundError
 from ppds_core.errors import UnsafeFileError
 from ppds_core.safe_load import load_tensors
 
-from ._inception import hub_checkpoint_dir
+from .hub import hub_checkpoint_dir
+from .pixels import to_signed
 
 __all__ = [
     "LPIPS_BACKBONE_ENV",
@@ -217,7 +218,7 @@ def _lpips_input(images: torch.Tensor) -> torch.Tensor:
         scale = LPIPS_MIN_SIDE / side
         size = (math.ceil(images.shape[-2] * scale), math.ceil(images.shape[-1] * scale))
         images = F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False)
-    return images.float() * 2 - 1
+    return to_signed(images.float())
 
 
 @torch.no_grad()

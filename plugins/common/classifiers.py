@@ -33,6 +33,9 @@ from torch import nn
 
 from ppds_core import ImageSet
 
+from .devices import default_device
+from .pixels import to_signed
+
 __all__ = [
     "Arch",
     "Classifier",
@@ -45,15 +48,9 @@ __all__ = [
     "predict_logits",
     "embed",
     "accuracy",
-    "default_device",
-    "device_for",
 ]
 
 Arch = Literal["auto", "cnn", "resnet"]
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @contextmanager
@@ -74,12 +71,6 @@ def cpu_threads_for(shape: tuple[int, ...], device: torch.device) -> Iterator[No
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def device_for(trainer: dict | None) -> torch.device:
-    """The device a metric should use for a cell: CPU when the matrix asks for it, else the default."""
-    accelerator = str((trainer or {}).get("accelerator", "auto")).lower()
-    return torch.device("cpu") if accelerator == "cpu" else default_device()
 
 
 def _groups(channels: int) -> int:
@@ -133,7 +124,7 @@ class SmallCNN(Classifier):
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * w3, num_classes))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.body(x * 2 - 1), 1)
+        return torch.flatten(self.body(to_signed(x)), 1)
 
 
 class _BasicBlock(nn.Module):
@@ -173,7 +164,7 @@ class SmallResNet(Classifier):
         self.head = nn.Linear(4 * width, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.stages(self.stem(x * 2 - 1))
+        h = self.stages(self.stem(to_signed(x)))
         return torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)
 
 

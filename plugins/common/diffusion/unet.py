@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DModel
 
-from ._config import DiffusionConfig
+from ..pixels import from_signed, to_signed
+from .config import DiffusionConfig
 
 __all__ = ["build_unet", "model_side", "to_model_space", "from_model_space"]
 
@@ -61,7 +62,7 @@ def to_model_space(images: torch.Tensor, side: int, image_size: int | None) -> t
                           align_corners=False, antialias=shrink).clamp(0, 1)
     h, w = x.shape[-2:]
     top, left = (side - h) // 2, (side - w) // 2
-    x = x * 2 - 1
+    x = to_signed(x)
     if (h, w) != (side, side):
         x = F.pad(x, (left, side - w - left, top, side - h - top), value=-1.0)
     return x
@@ -72,4 +73,4 @@ def from_model_space(x: torch.Tensor, native: int) -> torch.Tensor:
     side = x.shape[-1]
     off = (side - native) // 2
     x = x[..., off : off + native, off : off + native]
-    return ((x.clamp(-1, 1) + 1) / 2).contiguous()
+    return from_signed(x).contiguous()

@@ -1,9 +1,10 @@
-"""The options a DP diffusion recipe takes, shared by dp-diffusion and privimage.
+"""The options a DP diffusion recipe takes: dp-diffusion's, extended by privimage.
 
 One model class so that PrivImage is *exactly* DP-diffusion plus a semantic
 query, a selection and a pretraining: the same network, objective, DP-SGD
 step and sampler, so a utility difference between them is the public data's
-doing and nothing else's.
+doing and nothing else's. The reconstruction attack builds one for its
+(non-private) prior, so its UNet is dp-diffusion's too.
 """
 
 from __future__ import annotations
