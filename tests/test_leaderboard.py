@@ -81,7 +81,7 @@ def test_board_aggregates_marks_best_and_keeps_references_apart(dirs):
     assert "skipped" in md and "failed" in md
     # a claimed ε beaten by an attack is flagged at the top, naming the cell and the bound
     assert md.index("Privacy claim violated") < md.index("## Utility")
-    assert board.violations == ["d / g1 / ε=1 / seed 0 — auc: empirical ε ≥ 2.5 > ε spent 0.9"]
+    assert board.violations == ["d / g1 / ε=1 / seed 0 — auc-epsilon-violation: empirical ε ≥ 2.5 > ε spent 0.9"]
 
 
 def test_all_formats_through_the_cli_merge_two_folders(dirs, tmp_path, capsys):
@@ -196,7 +196,7 @@ def test_compact_view_keeps_headlines_and_raised_violations_full_shows_all(attac
     for gone in ("mia-balanced-accuracy", "mia-tpr@0.1%fpr", "quiet-epsilon-violation", "old-detail"):
         assert gone not in compact
     # the violation is flagged exactly as in the full view: banner on top, its column kept
-    assert len(board.violations) == 1 and board.violations[0].startswith("d / g1 / ε=1 / seed 0 — mia:")
+    assert len(board.violations) == 1 and board.violations[0].startswith("d / g1 / ε=1 / seed 0 — mia-epsilon-violation:")
     assert compact.index("Privacy claim violated") < compact.index("## Utility")
     assert "8 of 14 attack columns" in compact and "`ppds leaderboard DIR --full`" in compact
     assert "| acc ↑ | acc-top2 ↑ |" in compact  # metric tables are never cut
