@@ -63,15 +63,37 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if missing:
         raise DataNotFoundError(f"{path}: no {' or '.join(missing)} entry; expected a CIFAR-10 batch "
                                 f"(found keys {sorted(map(str, batch))})")
-    data = np.asarray(batch["data"], dtype=np.uint8)
-    labels = np.asarray(batch["labels"], dtype=np.int64).reshape(-1)
+    data = _integers(path, batch["data"], "pixel values", 255)
+    labels = _integers(path, batch["labels"], "labels", 9).reshape(-1)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
         raise DataNotFoundError(
             f"{path}: data {data.shape} and {labels.shape[0]} labels; expected N×3072 with N labels"
         )
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise DataNotFoundError(f"{path}: labels outside 0..9; this is not a CIFAR-10 batch")
-    return data.reshape(-1, 3, 32, 32), labels
+    return data.astype(np.uint8, copy=False).reshape(-1, 3, 32, 32), labels.astype(np.int64, copy=False)
+
+
+def _integers(path: Path, raw: object, what: str, top: int) -> np.ndarray:
+    """``raw`` as an integer array within 0..top, or one error naming the file.
+
+    Checked before any cast: numpy wraps 300 to 44 when casting an int64 array to
+    uint8 (and raises OverflowError for a list), and parses the string "3" as 3,
+    so a batch written by another tool would otherwise load as silently wrong data.
+    """
+    try:
+        arr = np.asarray(raw)
+    except (ValueError, TypeError) as err:  # ragged nested lists
+        raise DataNotFoundError(f"{path}: its {what} are not one array ({err}); "
+                                "this is not a CIFAR-10 batch, extract cifar-10-python.tar.gz again") from None
+    if arr.dtype.kind not in "ui":
+        example = arr.reshape(-1)[0].item() if arr.size else None
+        kind = {"U": "strings", "S": "byte strings", "O": "Python objects", "f": "floats",
+                "b": "booleans"}.get(arr.dtype.kind, str(arr.dtype))
+        raise DataNotFoundError(f"{path}: its {what} are {kind} (e.g. {example!r}), expected integers "
+                                f"0..{top}; class names belong in batches.meta, not in a batch")
+    if arr.size and (arr.min() < 0 or arr.max() > top):
+        raise DataNotFoundError(f"{path}: {what} range {arr.min()}..{arr.max()}, outside 0..{top}; "
+                                "this is not a CIFAR-10 batch, extract cifar-10-python.tar.gz again")
+    return arr
 
 
 def read_meta(path: Path) -> list[str]:

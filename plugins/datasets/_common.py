@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-__all__ = ["DATA_ENV", "default_root", "resize_images", "image_size_field", "ImageSize", "to_unit_float"]
+__all__ = ["DATA_ENV", "default_root", "resize_images", "image_size_field", "ImageSize", "to_unit_float",
+           "available_memory", "memory_problem"]
 
 #: environment variable naming the folder that holds one sub-folder per dataset
 DATA_ENV = "PPDS_DATA"
@@ -38,6 +39,53 @@ def image_size_field(default: int | None = None, what: str = "") -> Any:
         default,
         description=what or "resize to this square side in pixels (None keeps the native size)",
     )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a load can use now: psutil's estimate if installed, else the kernel's
+    ``MemAvailable`` (free plus reclaimable cache), else free pages from ``os.sysconf``."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def memory_problem(name: str, images: int, channels: int, side: int) -> str | None:
+    """Why ``images`` pictures of ``channels``×``side``×``side`` float32 cannot be loaded here, or None.
+
+    The one up-front memory check of every dataset here, run by ``availability`` so that
+    ``ppds run`` (``--check`` too) and ``ppds fit`` refuse before loading anything: an
+    ``image_size`` far above the data's (1024 px on 8×8 digits) otherwise fills the memory
+    minutes into a run. The estimate is the splits' pixels, N × C × S × S × 4 bytes; the
+    limit is half the memory available, because loading holds the resized pool and the
+    split copies cut from it at the same time.
+    """
+    need = images * channels * side * side * 4
+    free = available_memory()
+    if free is None or need <= free // 2:
+        return None
+    fits = int((free // 2 / max(1, images * channels * 4)) ** 0.5)
+    fix = f"use image_size {fits} or less" if fits >= 4 else "use a smaller image_size or fewer images"
+    return (f"{name}: image_size {side} makes its {images:,} images {_gib(need)} of float32 pixels "
+            f"({images:,} × {channels}×{side}×{side} × 4 bytes), more than half of the {_gib(free)} of "
+            f"memory available here; {fix}")
 
 
 def resize_images(images: torch.Tensor, size: int | None, chunk: int = 4096) -> torch.Tensor:

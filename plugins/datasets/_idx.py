@@ -15,7 +15,7 @@ import numpy as np
 
 from ppds_core import DataNotFoundError
 
-__all__ = ["read_idx", "find_idx", "IMAGE_MAGIC", "LABEL_MAGIC"]
+__all__ = ["read_idx", "idx_shape", "find_idx", "IMAGE_MAGIC", "LABEL_MAGIC"]
 
 IMAGE_MAGIC = 0x00000803
 LABEL_MAGIC = 0x00000801
@@ -38,6 +38,22 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except (OSError, EOFError) as err:  # truncated or corrupt gzip stream, unreadable file
         raise DataNotFoundError(f"{path}: cannot read ({err}); download the file again") from None
+
+
+def idx_shape(path: Path) -> tuple[int, ...] | None:
+    """The array shape an IDX file's header declares, reading only the header; None if it
+    cannot be read (``read_idx`` then names the problem when the set is loaded)."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh:
+            head = fh.read(4)
+            ndim = head[3] if len(head) == 4 else 0
+            dims = fh.read(4 * ndim)
+    except (OSError, EOFError):
+        return None
+    if not 1 <= ndim <= 4 or len(dims) != 4 * ndim:
+        return None
+    return struct.unpack(f">{ndim}I", dims)
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:

@@ -8,6 +8,8 @@ decoded, so 200k CelebA faces never sit in memory at full size.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,10 +51,34 @@ def shorter_side_then_crop(size: int) -> Callable[[Image.Image], Image.Image]:
     return transform
 
 
+#: the largest image decoded, in pixels (8192²: far beyond any ImageNet or CelebA photo).
+#: Checked from the header before decoding, so a "decompression bomb" (a small PNG that
+#: declares 100k×100k pixels) is refused without allocating anything.
+MAX_PIXELS = 8192 * 8192
+# Pillow's own guard warns from ~89M pixels and raises from ~179M; as an error its warning
+# is caught below like the rest (a warning would be a second stderr line, and a bomb
+# between the two thresholds would be decoded). Documented Pillow usage; it only ever
+# makes loading stricter.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+def _too_many_pixels(path: Path, pixels: str) -> DataNotFoundError:
+    return DataNotFoundError(f"{path}: {pixels}, more than the {MAX_PIXELS:,} ppds decodes per image "
+                             "(a decompression bomb, or not a photo); shrink the image or remove the file")
+
+
 def _decode(path: Path, mode: str, transform: Callable[[Image.Image], Image.Image]) -> np.ndarray:
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise _too_many_pixels(path, f"{width}×{height} = {width * height:,} pixels")
             out = transform(img.convert(mode))
+    except DataNotFoundError:  # the size check's own error (an OSError too)
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        found = re.search(r"\((\d+) pixels\)", str(err))  # "Image size (N pixels) exceeds limit …"
+        raise _too_many_pixels(path, f"{int(found[1]):,} pixels" if found else str(err)) from None
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise DataNotFoundError(f"{path}: cannot decode image ({err}); replace or remove the file") from None
     arr = np.asarray(out, dtype=np.uint8)

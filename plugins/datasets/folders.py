@@ -28,8 +28,15 @@ from ppds_core import (
 )
 
 from . import _celeba, _cifar
-from ._common import ImageSize, default_root, image_size_field, resize_images, to_unit_float
-from ._idx import IMAGE_MAGIC, LABEL_MAGIC, find_idx, read_idx
+from ._common import (
+    ImageSize,
+    default_root,
+    image_size_field,
+    memory_problem,
+    resize_images,
+    to_unit_float,
+)
+from ._idx import IMAGE_MAGIC, LABEL_MAGIC, find_idx, idx_shape, read_idx
 from ._images import crop_then_resize, decode_all, shorter_side_then_crop
 
 __all__ = ["Mnist", "FashionMnist", "Cifar10", "CelebA", "ImageNetFolder", "register_plugins"]
@@ -61,8 +68,15 @@ class _Folder(DatasetProvider):
         """Why ``load`` cannot even start (files absent), or None."""
         raise NotImplementedError
 
+    def _pool(self) -> tuple[int, int, int] | None:
+        """(images, channels, side after resizing) a load would hold, from headers or file
+        counts only; None where that cannot be told cheaply (``load`` checks the content)."""
+        return None
+
     def availability(self) -> Availability:
         problem = self._problem()
+        if problem is None and (pool := self._pool()) is not None:
+            problem = memory_problem(self.name, *pool)
         return Availability(False, problem) if problem else Availability(True, str(self.root))
 
     def _require(self) -> None:
@@ -117,6 +131,16 @@ class _Idx(_Folder):
             ", ".join(f"{s}[.gz]" for s in self.STEMS.values()),
             f" (or {self.root / self.torchvision_dir / 'raw'}){some}",
         )
+
+    def _pool(self) -> tuple[int, int, int] | None:
+        shapes = []
+        for key in ("train_images", "test_images"):
+            path = self._files()[key]
+            shape = idx_shape(path) if path is not None else None
+            if shape is None or len(shape) != 3:
+                return None
+            shapes.append(shape)
+        return shapes[0][0] + shapes[1][0], 1, self.config.image_size or max(shapes[0][1:])
 
     def _read(self, images_path: Path, labels_path: Path, part: str) -> ImageSet:
         images = read_idx(images_path, IMAGE_MAGIC)
@@ -191,6 +215,9 @@ class Cifar10(_Folder):
         some = f"; missing {', '.join(missing)}" if len(missing) < len(self.FILES) else ""
         return self._missing(", ".join(self.FILES), f" (or {self.root / self.FOLDER}){some}")
 
+    def _pool(self) -> tuple[int, int, int] | None:
+        return 60_000, 3, self.config.image_size or 32  # the format: 5 × 10k train, 10k test
+
     def load(self) -> tuple[ImageSet, ImageSet | None]:
         self._require()
         folder = self._batches_dir()
@@ -239,6 +266,19 @@ class CelebA(_Folder):
             if not any(e.name.lower().endswith((".jpg", ".png")) for e in entries):
                 return self._missing(expected, f"; {layout.images} holds no .jpg images")
         return None
+
+    def _pool(self) -> tuple[int, int, int] | None:
+        layout = _celeba.find_layout(self.root)
+        if layout is None:
+            return None
+        try:
+            with layout.attributes.open() as fh:
+                count = int(fh.readline())  # the image count heads the attribute list
+        except (OSError, ValueError):
+            return None
+        if self.config.limit is not None:  # the limit applies to the pool and the test split each
+            count = min(count, self.config.limit * (1 if layout.partition is None else 2))
+        return count, 3, self.config.image_size
 
     def load(self) -> tuple[ImageSet, ImageSet | None]:
         self._require()
@@ -307,6 +347,15 @@ class ImageNetFolder(_Folder):
             if not any(e.name.lower().endswith(IMAGE_SUFFIXES) for e in entries):
                 return self._missing(expected, f"; {dirs[0]} holds no images")
         return None
+
+    def _pool(self) -> tuple[int, int, int] | None:
+        cfg = self.config
+        count = 0
+        for folder in self._class_dirs():  # names only (one scandir per class), no image opened
+            with os.scandir(folder) as entries:
+                found = sum(1 for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES))
+            count += min(found, cfg.limit_per_class or found)
+        return count, cfg.channels, cfg.image_size
 
     def load(self) -> tuple[ImageSet, ImageSet | None]:
         self._require()

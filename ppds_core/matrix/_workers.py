@@ -23,7 +23,9 @@ output folder under the spec folder's parent).
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -111,8 +113,14 @@ def _read_spec(spec_path: Path) -> dict[str, Any]:
 
 
 def fit_in_workers(gen_cls: type[Generator], gen_config: Any, private: ImageSet, budget: PrivacyBudget,
-                   ctx: FitContext, out_dir: Path, n_samples: int, sample_seed: int) -> FitOutcome:
-    """Run :func:`fit_and_save` in a fresh process group; return the saved outcome."""
+                   ctx: FitContext, out_dir: Path, n_samples: int, sample_seed: int,
+                   timeout_min: float | None = None) -> FitOutcome:
+    """Run :func:`fit_and_save` in a fresh process group; return the saved outcome.
+
+    ``timeout_min`` (the generator's, as for a single-process fit) bounds the launch:
+    past it the whole group (every rank Lightning started) is killed and the fit fails
+    with "timed out after N min".
+    """
     out_dir = Path(out_dir)
     work = ctx.workdir or out_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -133,8 +141,10 @@ def fit_in_workers(gen_cls: type[Generator], gen_config: Any, private: ImageSet,
     log_path = work / LOG
     log_fd = open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     with os.fdopen(log_fd, "w") as log:
-        done = subprocess.run([sys.executable, "-m", __name__, str(spec_path)], stdout=log,
-                              stderr=subprocess.STDOUT, check=False)
+        done = _launch([sys.executable, "-m", __name__, str(spec_path)], log, timeout_min)
+    if done is None:
+        raise RuntimeError(f"timed out after {timeout_min:g} min (timeout_min); the {gen_cls.name} fit's "
+                           f"worker processes were killed (log: {log_path})")
     if done.returncode != 0:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
         if done.returncode == 2 and tail and tail[-1].startswith(_REFUSED):  # main()'s one line
@@ -146,6 +156,36 @@ def fit_in_workers(gen_cls: type[Generator], gen_config: Any, private: ImageSet,
         raise RuntimeError(f"the {gen_cls.name} fit's workers exited cleanly but left no finished fit "
                            f"in {out_dir} (log: {log_path})")
     return outcome
+
+
+def _launch(command: list[str], log: Any, timeout_min: float | None) -> subprocess.Popen | None:
+    """Run ``command`` and wait; None when it outlived ``timeout_min``.
+
+    With a limit the command leads a new session, so its ranks share a process group that
+    can be killed whole, and is: on the timeout, and on the runner's own Ctrl-C / SIGTERM
+    while waiting (in their own session the terminal's Ctrl-C no longer reaches them).
+    Without one it stays in the caller's group, as a shadow fit inside an attack's unit
+    must: that unit's timeout kills its group, these ranks included.
+    """
+    limit = timeout_min * 60 if timeout_min is not None and math.isfinite(timeout_min) else None
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=limit is not None)
+    try:
+        proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    return proc
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
 
 
 def main(argv: list[str]) -> int:

@@ -97,14 +97,16 @@ def _reraise_storage(err: BaseException) -> None:
 
 
 def _storage_message(out: Path, err: OSError) -> str:
-    free = ""
-    try:
-        free = f", {shutil.disk_usage(out).free / 2**20:.1f} MiB free"
-    except OSError:
-        pass
+    free, fix = "", "make the folder writable"  # read-only (EROFS) or not ours (EACCES)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free space"
+        try:
+            free = f", {shutil.disk_usage(out).free / 2**20:.1f} MiB free"
+        except OSError:
+            pass
     where = f" ({err.filename})" if err.filename else ""
     return (f"{out}: {err.strerror}{where}{free}; the run stopped with every finished cell and "
-            "measurement kept: free space (or make the folder writable) and run the same command again")
+            f"measurement kept: {fix} and run the same command again")
 
 
 class _Runner:
