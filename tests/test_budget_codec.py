@@ -57,7 +57,9 @@ def test_every_float_round_trips_through_json(value):
 
 
 def test_encoded_infinities_are_strict_json():
-    json.dumps([encode_float(math.inf), encode_float(-math.inf), encode_float(math.nan)], allow_nan=False)
+    text = json.dumps([encode_float(math.inf), encode_float(-math.inf), encode_float(math.nan)],
+                      allow_nan=False)  # raises ValueError on a bare inf/nan
+    assert text == '["inf", "-inf", "nan"]'
 
 
 @pytest.mark.parametrize(("eps", "style", "text"), [
