@@ -18,7 +18,6 @@ nearest synthetic sample (:func:`nearest_scores`). Both accept canonical
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from ppds_core import SkipMeasurement, WeightsNotFoundError
+from ppds_core import WeightsNotFoundError
 from ppds_core.errors import UnsafeFileError
 from ppds_core.safe_load import load_tensors
 
-from .hub import hub_checkpoint_dir
+from .hub import find_weights
 from .pixels import to_signed
 
 __all__ = [
@@ -131,30 +130,9 @@ def find_lpips_backbone(
 ) -> Path:
     """The torchvision ImageNet checkpoint LPIPS's backbone needs, from a local path only."""
     url = _torchvision_weights(net).url
-    filename = url.rsplit("/", 1)[-1]
-    for source, value in (
-        ("backbone_weights", configured),
-        (f"${LPIPS_BACKBONE_ENV}", os.environ.get(LPIPS_BACKBONE_ENV)),
-    ):
-        if value:
-            path = Path(value).expanduser()
-            if not path.is_file():
-                raise WeightsNotFoundError(
-                    f"{source} names {path}, which is not a file; point it at {filename} ({url})"
-                )
-            return path
-    path = hub_checkpoint_dir() / filename
-    if path.is_file():
-        return path
-    if download:  # only the bytes: load_state_dict_from_url would unpickle them unrestricted
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(path), progress=False)
-        return path
-    raise SkipMeasurement(
-        f"LPIPS ({net}) needs torchvision's ImageNet backbone, not found at {path}; download {url} "
-        f"into {path.parent}, or set ${LPIPS_BACKBONE_ENV} / the option `backbone_weights` to a local "
-        "copy, or set `download: true`"
-    )
+    return find_weights(what=f"LPIPS ({net}) torchvision ImageNet backbone", url=url,
+                        filenames=[url.rsplit("/", 1)[-1]], option="backbone_weights",
+                        configured=configured, env=LPIPS_BACKBONE_ENV, download=download)
 
 
 def load_lpips(

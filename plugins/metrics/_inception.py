@@ -18,11 +18,10 @@ torch-fidelity those tensors re-serialised in memory, never the file's path
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import torch
-from ppds_plugins.common.hub import hub_checkpoint_dir
+from ppds_plugins.common.hub import find_weights
 from ppds_plugins.common.pixels import to_uint8
 
 from ppds_core import SkipMeasurement, WeightsNotFoundError
@@ -62,37 +61,11 @@ def find_inception_weights(configured: str | Path | None = None, download: bool 
     """The local Inception weights file, or SkipMeasurement explaining how to get it.
 
     Order: the ``weights`` option, then ``$PPDS_FID_WEIGHTS``, then the torch
-    hub cache. An explicitly named file that does not exist is a mistake
-    (WeightsNotFoundError); no file anywhere is "not measurable here" (skip),
-    unless ``download`` opts in to fetching it into the hub cache.
+    hub cache (:func:`ppds_plugins.common.hub.find_weights`).
     """
-    for source, value in (
-        ("fid.config.weights", configured),
-        (f"${WEIGHTS_ENV}", os.environ.get(WEIGHTS_ENV)),
-    ):
-        if value:
-            path = Path(value).expanduser()
-            if not path.is_file():
-                raise WeightsNotFoundError(
-                    f"{source} names {path}, which is not a file; point it at "
-                    f"{INCEPTION_FILES[0]} (download: {INCEPTION_URL})"
-                )
-            return path
-    hub = hub_checkpoint_dir()
-    looked = [hub / name for name in INCEPTION_FILES]
-    for path in looked:
-        if path.is_file():
-            return path
-    if download:  # only the bytes: load_state_dict_from_url would unpickle them unrestricted
-        hub.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(INCEPTION_URL, str(hub / INCEPTION_FILES[0]), progress=False)
-        return hub / INCEPTION_FILES[0]
-    raise SkipMeasurement(
-        "Inception weights for FID not found (looked at "
-        + ", ".join(str(p) for p in looked)
-        + f"); download {INCEPTION_URL} into {hub}, or set ${WEIGHTS_ENV} / the fid option "
-        "`weights` to a local copy, or set `download: true` to let ppds fetch it"
-    )
+    return find_weights(what="Inception weights for FID", url=INCEPTION_URL, filenames=INCEPTION_FILES,
+                        option="fid.config.weights", configured=configured, env=WEIGHTS_ENV,
+                        download=download)
 
 
 def load_inception_state(weights: str | Path) -> dict[str, torch.Tensor]:
