@@ -1,14 +1,11 @@
-"""Which torch device a plugin computes on, from the cell's ``trainer`` options.
+"""Which torch device a plugin computes on: the cell's, resolved once by the runner.
 
-Two rules, kept apart on purpose because their defaults differ:
-
-* :func:`device_for` (metrics, attacks' classifiers): evaluation is cheap to
-  move, so it uses a GPU whenever one is visible unless the matrix says
-  ``accelerator: cpu``.
-* :func:`requested_device` (a generator's own non-private work: sampling,
-  public pretraining): it follows the trainer that fits the generator, so a
-  GPU only when ``accelerator`` asks for one (or ``auto`` finds one), and a
-  clear error when it asks for a GPU that is not there.
+There is one rule (:func:`ppds_core.device.resolve_device`): a GPU only when
+the matrix's ``trainer.accelerator`` asks for one (``gpu``, ``cuda``, or
+``auto`` with a GPU visible), otherwise the CPU, the DP-SGD engine's own
+default. A cell's fit, its sampling and its measurements therefore all run on
+the same device. The runner puts the answer in ``FitContext.device`` /
+``EvalContext.device``; plugins read it with :func:`device_of`.
 """
 
 from __future__ import annotations
@@ -18,25 +15,29 @@ from typing import Any
 import torch
 
 from ppds_core import ConfigError
+from ppds_core.device import DEFAULT_ACCELERATOR, resolve_device
 
-__all__ = ["default_device", "device_for", "requested_device"]
+__all__ = ["default_device", "device_of"]
+
+
+def device_of(ctx: Any) -> torch.device:
+    """The device of a fit or evaluation context (``ctx.device``).
+
+    A GPU asked for by name (``gpu``/``cuda``) that torch does not see is a
+    clear error here rather than a silent fall-back to the CPU, so a
+    generator's non-private work (public pretraining, sampling) fails the way
+    Lightning's private fit would.
+    """
+    accelerator = str((ctx.trainer or {}).get("accelerator", DEFAULT_ACCELERATOR)).lower()
+    device = ctx.device or resolve_device(ctx.trainer)
+    if accelerator in ("gpu", "cuda") and device != "cuda":
+        raise ConfigError(
+            f"trainer.accelerator is {accelerator!r} but torch sees no CUDA device here; "
+            "set accelerator: cpu (or auto) to run on the CPU"
+        )
+    return torch.device(device)
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def device_for(trainer: dict | None) -> torch.device:
-    """The device a metric should use for a cell: CPU when the matrix asks for it, else the default."""
-    accelerator = str((trainer or {}).get("accelerator", "auto")).lower()
-    return torch.device("cpu") if accelerator == "cpu" else default_device()
-
-
-def requested_device(trainer: dict[str, Any]) -> torch.device:
-    """Where sampling and non-private pretraining run: the GPU if the trainer asks for one."""
-    acc = str(trainer.get("accelerator", "cpu")).lower()
-    if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("trainer.accelerator asks for a GPU but torch sees no CUDA device here")
-        return torch.device("cuda")
-    return torch.device("cpu")
+    """Where a helper called without a device computes: the CPU, as for a cell that names none."""
+    return torch.device(resolve_device(None))

@@ -23,7 +23,7 @@ from ppds_plugins.common.classifiers import (
     resolve_arch,
     train_classifier,
 )
-from ppds_plugins.common.devices import device_for
+from ppds_plugins.common.devices import device_of
 from pydantic import Field
 
 from ppds_core import EvalContext, PluginConfig, SkipMeasurement, Splits
@@ -74,7 +74,7 @@ class DomainOptions(PluginConfig):
     def space(self, ctx: EvalContext) -> DomainSpace:
         """The cell's domain feature space under these options (cached across cells)."""
         return domain_space(ctx.splits, ctx.cache_dir, arch=self.arch, epochs=self.epochs,
-                            seed=self.seed, device=device_for(ctx.trainer))
+                            seed=self.seed, device=device_of(ctx))
 
 
 def _train_reference(

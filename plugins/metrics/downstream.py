@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from ppds_plugins.common import classifiers
-from ppds_plugins.common.devices import device_for
+from ppds_plugins.common.devices import device_of
 from ppds_plugins.common.subsample import subsample
 from pydantic import Field
 
@@ -143,7 +143,7 @@ class DownstreamAccuracy(Metric):
                 f"downstream-accuracy: needs ≥ 2 synthetic images, got {len(synthetic)}"
             )
         synthetic = subsample(synthetic, cfg.max_train, ctx.seed)
-        device = device_for(ctx.trainer)
+        device = device_of(ctx)
         model, n_train, n_val = self._train(synthetic, ctx.seed, test.num_classes, device)
         log = model.training_log  # type: ignore[attr-defined]
         extra: dict[str, Any] = {

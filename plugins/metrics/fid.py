@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
-from ppds_plugins.common.devices import device_for
+from ppds_plugins.common.devices import device_of
 from ppds_plugins.common.subsample import subsample
 from pydantic import Field
 
@@ -95,7 +95,7 @@ class Fid(Metric):
                 key=key,
                 cache_dir=ctx.cache_dir,
                 batch_size=cfg.batch_size,
-                device=device_for(ctx.trainer),
+                device=device_of(ctx),
             )
             name, source = "fid", weights.name
         value = fid_against(metric, fake.images, cfg.batch_size)

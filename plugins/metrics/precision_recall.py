@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from ppds_plugins.common.devices import device_for
+from ppds_plugins.common.devices import device_of
 from ppds_plugins.common.subsample import subsample
 from pydantic import Field
 
@@ -68,11 +68,11 @@ class PrecisionRecall(Metric):
             "inception-features",
             key,
             lambda: {
-                "features": extract_features(extractor, real.images, device=device_for(ctx.trainer))
+                "features": extract_features(extractor, real.images, device=device_of(ctx))
             },
         )
         return cached["features"], extract_features(
-            extractor, fake.images, device=device_for(ctx.trainer)
+            extractor, fake.images, device=device_of(ctx)
         )
 
     def evaluate(self, ctx: EvalContext) -> list[Measurement]:

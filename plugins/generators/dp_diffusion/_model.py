@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from diffusers import UNet2DModel
 from ppds_plugins.common.artifacts import GRID_FILE, open_artifacts, write_artifacts
-from ppds_plugins.common.devices import default_device
+from ppds_plugins.common.devices import default_device, device_of
 from ppds_plugins.common.diffusion.config import DiffusionConfig
 from ppds_plugins.common.diffusion.ddim import balanced_labels, ddim_sample
 from ppds_plugins.common.diffusion.objective import NoiseMultiplicityDDPMLoss, make_train_scheduler
@@ -61,6 +61,8 @@ class DiffusionGenerator(Generator):
         self.image_shape: tuple[int, int, int] | None = None
         self.side: int = 0
         self.train_info: dict[str, Any] = {}
+        #: where ``sample`` runs by default: the fit's device (CPU for a loaded model)
+        self.device: torch.device = default_device()
 
     @classmethod
     def smoke_config(cls, config: DiffusionConfig) -> DiffusionConfig:
@@ -98,6 +100,7 @@ class DiffusionGenerator(Generator):
         ledger, ema, steps = train_private(objective, data, len(private), budget, ctx, cfg, other)
         self.unet = ema
         self.ledger = ledger
+        self.device = device_of(ctx)
         self.train_info.update({"dp_sgd_steps": steps, "model_side": self.side,
                                 "parameters": sum(p.numel() for p in ema.parameters())})
         return ledger
@@ -139,7 +142,7 @@ class DiffusionGenerator(Generator):
             if y.numel() and (y.min() < 0 or y.max() >= k):
                 raise ConfigError(f"{self.name}.sample: labels must lie in [0, {k}) for {k} classes")
         cfg = self.config
-        dev = torch.device(device) if device is not None else default_device()
+        dev = torch.device(device) if device is not None else self.device
         unet = self.unet.to(dev)
         x = ddim_sample(unet, y, shape=(self.image_shape[0], self.side, self.side),
                         num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,

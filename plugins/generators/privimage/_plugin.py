@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ppds_plugins.common.classifiers import predict_logits
-from ppds_plugins.common.devices import requested_device
+from ppds_plugins.common.devices import device_of
 from ppds_plugins.common.diffusion.objective import NoiseMultiplicityDDPMLoss
 from ppds_plugins.common.diffusion.unet import to_model_space
 from ppds_plugins.generators.dp_diffusion import DiffusionGenerator
@@ -65,7 +65,7 @@ class PrivImage(DiffusionGenerator):
                 "`public:` on the dataset in the matrix config (e.g. `public: glyphs` for digits, "
                 "`public: imagenet-folder` for CIFAR-10)"
             )
-        device = requested_device(ctx.trainer)
+        device = device_of(ctx)
         public = match_public_to_private(ctx.public, private.shape)
         per_class = classes_per_private(cfg.selection_ratio, public.num_classes,
                                         private.num_classes, cfg.classes_per_private_class)
