@@ -23,7 +23,7 @@ from .budget import PrivacyBudget
 from .device import resolve_device
 from .errors import ConfigError
 from .imageset import ImageSet, Splits, SplitSizes, make_splits
-from .privacy.ledger import DPSGDSpend, Ledger
+from .privacy.ledger import Ledger
 
 __all__ = [
     "PluginConfig",
@@ -174,8 +174,9 @@ class Generator(Plugin):
     trains_with_dp_sgd: ClassVar[bool]
     #: consumes ``FitContext.public``
     uses_public_data: ClassVar[bool] = False
-    #: white-box membership signals this generator exposes via ``member_signal``
-    white_box_signals: ClassVar[tuple[str, ...]] = ()
+    #: samples images of a requested class (``sample(labels=...)``); a generator that cannot
+    #: sets ``False``, and evaluators whose ``needs`` include ``labels`` are skipped for it
+    class_conditional: ClassVar[bool] = True
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
@@ -186,7 +187,7 @@ class Generator(Plugin):
         return {
             "trains_with_dp_sgd": getattr(cls, "trains_with_dp_sgd", None),
             "uses_public_data": cls.uses_public_data,
-            "white_box_signals": list(cls.white_box_signals),
+            "class_conditional": cls.class_conditional,
         }
 
     @abstractmethod
@@ -206,16 +207,6 @@ class Generator(Plugin):
     def load(cls, directory: Path) -> Generator:
         """Read back what ``save`` wrote."""
 
-    def fresh(self) -> Generator:
-        """An untrained instance of the same recipe (for shadow models)."""
-        return type(self)(self.config)
-
-    def dp_sgd_params(self) -> DPSGDSpend | None:
-        """(σ, C, q, T) of the DP-SGD run after fit; None if non-private or unfitted."""
-        if self.ledger is None or not self.ledger.is_private:
-            return None
-        return self.ledger.dp_sgd()
-
     def dp_sgd_recipe(self, private: ImageSet, budget: PrivacyBudget,
                       ctx: FitContext) -> tuple[Any, Any] | None:
         """Optional: the ``(DPSGDModule, DPSGDPlan)`` that ``fit`` hands the engine, freshly
@@ -225,13 +216,6 @@ class Generator(Plugin):
         without a recipe it falls back to a reference module and says so in its rows.
         """
         return None
-
-    def member_signal(self, images: ImageSet, signal: str) -> Any:
-        """Per-image white-box membership signal (higher = more likely member).
-
-        Only generators listing ``signal`` in ``white_box_signals`` implement it.
-        """
-        raise TypeError(f"{self.name} exposes no white-box signal {signal!r}")
 
 
 # --------------------------------------------------------------------------- metrics & attacks

@@ -166,7 +166,7 @@ def make_ctx(tmp_path, gen_config, epsilon=math.inf, n_syn=300):
     ledger = gen.fit(splits.private, budget, FitContext())
 
     def fit_fresh(private, seed):
-        g = gen.fresh()
+        g = type(gen)(gen.config)
         g.fit(private, budget, FitContext(seed=seed))
         return g
 

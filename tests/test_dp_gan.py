@@ -151,7 +151,7 @@ def test_non_private_reference_row(digits):
     model = DPGAN(TINY)
     ledger = model.fit(digits, PrivacyBudget(epsilon="inf"), FitContext(seed=7, reproducible_noise=True))
     assert not ledger.is_private and ledger.spends == [] and ledger.epsilon_spent == math.inf
-    assert model.dp_sgd_params() is None
+    assert ledger.dp_sgd() is None
     assert model.train_info["discriminator_steps"] == 2 * math.ceil(len(digits) / 30)
 
 

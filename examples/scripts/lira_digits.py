@@ -58,7 +58,7 @@ def run_one(args, gen_config: dict, epsilon: float, out: Path) -> dict:
 
     def fit_fresh(private, seed):
         calls.append(len(private))
-        g = target.fresh()
+        g = type(target)(target.config)  # an untrained copy of the target's recipe
         g.fit(private, budget, FitContext(seed=seed))
         return g
 
