@@ -12,6 +12,7 @@ config, :class:`PrivacyBudget`, the ledger); code past that point trusts them.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
@@ -41,8 +42,11 @@ def parse_epsilon(value: Any) -> Any:
     """A spelling of ∞ (``inf``, ``.inf``, ``infinity``, ``none``, ``∞``) → ``math.inf``.
 
     Anything else is returned unchanged for pydantic's float parsing, which
-    (in strict edge models) refuses booleans and other non-numbers.
+    refuses other non-numbers. A boolean is refused here: YAML reads ``true`` as
+    a boolean, and pydantic would otherwise coerce it to ε = 1.
     """
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a boolean, not a number")
     if isinstance(value, str) and value.strip().lower() in _INF_WORDS:
         return math.inf
     return value
@@ -85,7 +89,7 @@ def decode_float(value: Any) -> Any:
     return value
 
 
-EpsilonStyle = Literal["text", "ascii", "spent", "label", "sort"]
+EpsilonStyle = Literal["text", "ascii", "spent", "lower", "label", "sort"]
 
 
 def format_epsilon(eps: float, style: EpsilonStyle = "text") -> str:
@@ -93,7 +97,10 @@ def format_epsilon(eps: float, style: EpsilonStyle = "text") -> str:
 
     ``text``  ``10`` / ``∞`` (tables, HTML, plots);
     ``ascii`` ``10`` / ``inf`` (file names, CSV, log lines, cell keys);
-    ``spent`` ``0.998`` / ``∞`` (a measured ε, three significant digits);
+    ``spent`` ``0.998`` / ``∞`` (a spent ε, an upper bound: three significant digits,
+              rounded up, so the text never understates it);
+    ``lower`` ``0.997`` / ``∞`` (an empirical lower bound on ε: rounded down, so the
+              text never overstates it);
     ``label`` ``ε=10`` / ``ε=∞ (non-private)``;
     ``sort``  a numeric string that sorts ∞ last (HTML ``data-sort``).
     """
@@ -101,7 +108,9 @@ def format_epsilon(eps: float, style: EpsilonStyle = "text") -> str:
     if style == "ascii":
         return "inf" if inf else f"{eps:g}"
     if style == "spent":
-        return "∞" if inf else f"{eps:.3g}"
+        return "∞" if inf else _round(eps, 3, ROUND_CEILING)
+    if style == "lower":
+        return "∞" if inf else _round(eps, 3, ROUND_FLOOR)
     if style == "label":
         return "ε=∞ (non-private)" if inf else f"ε={eps:g}"
     if style == "sort":
@@ -109,6 +118,15 @@ def format_epsilon(eps: float, style: EpsilonStyle = "text") -> str:
     if style == "text":
         return "∞" if inf else f"{eps:g}"
     raise ValueError(f"unknown epsilon style {style!r}")
+
+
+def _round(x: float, digits: int, rounding: str) -> str:
+    """``x`` to ``digits`` significant digits in one direction (decimal, so 0.998 stays 0.998)."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    d = Decimal(repr(x))
+    exponent = d.adjusted() - digits + 1
+    return f"{float(d.quantize(Decimal(1).scaleb(exponent), rounding=rounding)):g}"
 
 
 def within_budget(spent: float, target: float) -> bool:

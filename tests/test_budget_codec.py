@@ -65,12 +65,27 @@ def test_encoded_infinities_are_strict_json():
 @pytest.mark.parametrize(("eps", "style", "text"), [
     (10.0, "text", "10"), (math.inf, "text", "∞"),
     (10.0, "ascii", "10"), (math.inf, "ascii", "inf"),
-    (0.99812, "spent", "0.998"), (math.inf, "spent", "∞"),
+    (0.99812, "spent", "0.999"), (math.inf, "spent", "∞"),
     (1.0, "label", "ε=1"), (math.inf, "label", "ε=∞ (non-private)"),
     (math.inf, "sort", "1e308"),
 ])
 def test_format_epsilon_styles(eps, style, text):
     assert format_epsilon(eps, style) == text
+
+
+@pytest.mark.parametrize(("eps", "text"), [
+    (0.99812, "0.999"), (0.998, "0.998"), (1.0001, "1.01"), (9.991, "10"), (123456.0, "124000"),
+    (0.0, "0"),
+])
+def test_a_spent_epsilon_is_shown_rounded_up_so_the_text_never_understates_it(eps, text):
+    assert format_epsilon(eps, "spent") == text
+    assert float(text) >= eps
+
+
+@pytest.mark.parametrize(("eps", "text"), [(0.99812, "0.998"), (0.998, "0.998"), (1.0009, "1"), (2.5e-7, "2.5e-07")])
+def test_an_empirical_lower_bound_is_shown_rounded_down_so_the_text_never_overstates_it(eps, text):
+    assert format_epsilon(eps, "lower") == text
+    assert float(text) <= eps
 
 
 def test_an_unknown_format_style_is_an_error():

@@ -92,7 +92,7 @@ def _run(args) -> int:
         led = outcome.ledger
         console.print(
             f"fitted {args.generator} on {args.dataset} in {outcome.seconds:.1f}s: target ε={format_epsilon(led.target_epsilon, 'ascii')}, "
-            f"spent ε={led.epsilon_spent:.4g} (δ={led.delta:g}, {led.accountant})\n"
+            f"spent ε={format_epsilon(led.epsilon_spent, 'spent')} (δ={led.delta:g}, {led.accountant})\n"
             f"model: {outcome.directory / 'model'}  ledger: {outcome.directory / 'ledger.json'}  "
             f"samples: {outcome.directory / 'samples.npz'} (grid: samples.png)", markup=False, highlight=False,
         )

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_bytes, atomic_write_text, open_no_follow
-from ..budget import PrivacyBudget, encode_float
+from ..budget import PrivacyBudget, encode_float, format_epsilon
 from ..errors import PpdsError, UnsafeFileError
 from ..imageset import ImageSet
 from ..interfaces import FitContext, Generator
@@ -211,7 +211,7 @@ def main(argv: list[str]) -> int:
 
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     print(f"{spec['generator']} fit: rank {rank} of {world} done"
-          + (f", ε spent {outcome.ledger.epsilon_spent:.4g}, saved to {spec['out_dir']}" if outcome else ""),
+          + (f", ε spent {format_epsilon(outcome.ledger.epsilon_spent, 'spent')}, saved to {spec['out_dir']}" if outcome else ""),
           flush=True)
     return 0
 

@@ -312,7 +312,7 @@ def _collect_violations(board: Board, df: pd.DataFrame) -> None:
         spent = r.get("epsilon_spent")
         detail = ""
         if isinstance(lb, int | float) and not (isinstance(lb, float) and math.isnan(lb)):
-            detail = f": empirical ε ≥ {format_epsilon(lb, 'spent')} > ε spent {format_epsilon(float(spent), 'spent')}"
+            detail = f": empirical ε ≥ {format_epsilon(lb, 'lower')} > ε spent {format_epsilon(float(spent), 'spent')}"
         elif isinstance(r.get("raised"), list | str) and r.get("raised"):
             raised = r["raised"] if isinstance(r["raised"], str) else ", ".join(map(str, r["raised"]))
             detail = f": {raised}"
