@@ -124,6 +124,13 @@ def test_an_image_size_that_would_overflow_is_one_line(datasets, capsys):
     assert "image_size" in err and "1024" in err
 
 
+def test_a_diffusion_image_size_that_would_overflow_is_one_line(tmp_path, capsys):
+    argv = ["fit", "dp-diffusion", "--dataset", "digits", "--config", json.dumps({"image_size": 10**12}),
+            "--epsilon", "inf", "--out", str(tmp_path / "fit"), "--quiet"]
+    err = _one_line(capsys, argv)
+    assert "dp-diffusion.config.image_size" in err and "1024" in err
+
+
 # --------------------------------------------------------------------------- bounds rero
 
 RERO = ["bounds", "rero", "--kappa", "0.01", "--noise-multiplier", "1", "--sample-rate", "0.01"]

@@ -27,6 +27,8 @@ def _one_line_exit_2(capsys, argv) -> str:
 
 @pytest.mark.parametrize("text,match", [
     ("datasets: [{name: digits}]\ngenerators: [{name: dp-gan, epsilons: [true]}]\n", "YAML boolean"),
+    ("datasets: [{name: digits}]\ngenerators: [{name: dp-gan, epsilons: [1]}]\n"
+     "metrics: [{name: ssim, epsilons: [true]}]\n", "metrics[0].epsilons: Value error, [0] true is a YAML boolean"),
     (GOOD + "seeds: [0, 0]\n", "seed 0 is listed twice"),
     (GOOD + "seeds: [99999999999]\n", "out of range"),
     (GOOD + "seeds: [-1]\n", "out of range"),

@@ -111,7 +111,7 @@ class EvaluatorEntry(_Strict):
     timeout_min: float | None = _timeout_field(
         "one evaluation", f"{EVALUATOR_TIMEOUT_MIN:g}, no limit for attacks that train shadow models")
 
-    _check_timeout = field_validator("timeout_min", mode="before")(_no_booleans)
+    _check_timeout = field_validator("epsilons", "timeout_min", mode="before")(_no_booleans)
 
 
 class MatrixConfig(_Strict):

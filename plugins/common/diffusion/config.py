@@ -47,7 +47,7 @@ class DiffusionConfig(PluginConfig):
     guidance_scale: float = Field(0.0, ge=0, description="classifier-free guidance w: ε = (1+w)·ε(x|y) − w·ε(x); needs label_dropout > 0")
     label_dropout: float = Field(0.0, ge=0, lt=1, description="probability a training label is replaced by the null class (for guidance)")
     # --- network (diffusers UNet2DModel)
-    image_size: int | None = Field(None, ge=4, description="resize images to this square side (None: native)")
+    image_size: int | None = Field(None, ge=4, le=1024, description="resize images to this square side (None: native; at most 1024)")
     block_out_channels: list[int] = Field(default_factory=lambda: [16, 32], description="channels per resolution level (nf × channel multipliers)")
     layers_per_block: int = Field(1, ge=1)
     attention: bool = Field(False, description="self-attention in the lowest-resolution blocks and the middle block")
