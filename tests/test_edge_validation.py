@@ -174,6 +174,26 @@ def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_resumes(monkeypatch, 
     assert all(r["status"] in ("ok", "skipped") for r in rows)
 
 
+def test_a_disk_filling_while_the_board_is_written_stops_in_one_line_and_a_rerun_writes_it(
+        monkeypatch, tmp_path):
+    install(monkeypatch, tmp_path)
+    from ppds_core.errors import RunStorageError
+    from ppds_core.report import leaderboard
+
+    real = leaderboard.write_leaderboards
+
+    def full(out):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "leaderboard.md"))
+
+    monkeypatch.setattr(leaderboard, "write_leaderboards", full)
+    with pytest.raises(RunStorageError, match="leaderboard.md.*MiB free.*run the same command again"):
+        run_matrix(copy.deepcopy(MATRIX), tmp_path / "out")
+    monkeypatch.setattr(leaderboard, "write_leaderboards", real)
+    again = run_matrix(copy.deepcopy(MATRIX), tmp_path / "out")
+    assert again.exit_code == 0 and (tmp_path / "out" / "leaderboard.md").exists()
+    assert again.fits == 0 and again.computed == 0  # every row was kept; only the board was missing
+
+
 def test_deleting_a_cell_folder_recomputes_its_measurements(monkeypatch, tmp_path):
     import shutil
 

@@ -1,12 +1,15 @@
 """The run's leaderboards, written at its end unless they are already current.
 
 A rendering bug must not hide numbers that are on disk: it becomes the run's
-``board`` failure (exit 1), and the results stay. A run that wrote nothing new
+``board`` failure (exit 1), and the results stay. A full or read-only folder
+is not a rendering bug: it stops the run in one line like a full disk inside
+a cell, and the re-run writes the boards. A run that wrote nothing new
 leaves current boards alone (a re-run of a finished matrix is free).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +23,9 @@ if TYPE_CHECKING:
 __all__ = ["write_boards"]
 
 log = logging.getLogger("ppds.matrix")
+
+#: a full, over-quota, read-only or foreign folder: the runner stops in one line (resumably)
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 def _boards_current(out: Path, summary: RunSummary) -> bool:
@@ -47,7 +53,15 @@ def write_boards(out: Path, summary: RunSummary) -> None:
             summary.outputs = write_leaderboards(out)
     except PpdsError:
         raise
+    except OSError as err:
+        if err.errno in _STORAGE_ERRNOS:  # the folder's fault, not the board's: the run stops
+            raise
+        _record(summary, err)
     except Exception as err:  # the numbers are on disk; a rendering bug must not hide them
-        log.exception("writing the leaderboard of %s failed", out)
-        summary.failed.append({"cell": "-", "label": "leaderboard", "name": "leaderboard",
-                               "kind": "board", "error": f"{type(err).__name__}: {err}"})
+        _record(summary, err)
+
+
+def _record(summary: RunSummary, err: Exception) -> None:
+    log.exception("writing the leaderboard of %s failed", summary.out)
+    summary.failed.append({"cell": "-", "label": "leaderboard", "name": "leaderboard",
+                           "kind": "board", "error": f"{type(err).__name__}: {err}"})

@@ -360,19 +360,20 @@ def run_matrix(
         runner = _Runner(matrix, out, progress, summary, retry_skipped=retry_skipped, threads=unit_threads,
                          device=resolve_device(matrix.config.trainer))  # after isolation(): no CUDA init
         try:
-            for cell in cells:
-                runner.run_cell(cell)
-                progress.cell_done()
+            try:
+                for cell in cells:
+                    runner.run_cell(cell)
+                    progress.cell_done()
+            finally:
+                progress.cell("done")
+                progress.stop()
+            summary.seconds = time.perf_counter() - t0
+            write_boards(out, summary)  # a full disk here stops the run like one in a cell
         except OSError as err:
             if err.errno in _STORAGE_ERRNOS | {errno.EACCES}:
                 log.error("stopped: %s", err)
                 raise RunStorageError(_storage_message(out, err)) from None
             raise
-        finally:
-            progress.cell("done")
-            progress.stop()
-        summary.seconds = time.perf_counter() - t0
-        write_boards(out, summary)
         log.info("done in %.1fs: %d fits, %d loaded, %d measurements computed, %d cached, %d failed",
                  summary.seconds, summary.fits, summary.loaded, summary.computed, summary.cached,
                  len(summary.failed))
