@@ -86,6 +86,19 @@ def test_delta_must_be_below_one_over_n():
                     100, "rdp")
 
 
+@pytest.mark.parametrize("delta", [0.5, 0.1])  # tiny-set: 80 images, its private split fewer
+@pytest.mark.parametrize("check", [True, False])
+def test_a_matrix_delta_not_below_one_over_n_is_refused_before_any_cell(
+        monkeypatch, tmp_path, capsys, delta, check):
+    install(monkeypatch, tmp_path)
+    cfg = tmp_path / "m.json"
+    cfg.write_text(json.dumps(dict(copy.deepcopy(MATRIX), delta=delta)))
+    argv = ["run", str(cfg)] + (["--check"] if check else ["--out", str(tmp_path / "out"), "--quiet"])
+    err = _one_line_exit_2(capsys, argv)
+    assert f"delta: delta={delta:g} is not below 1/N" in err and "(dataset 'tiny-set')" in err
+    assert not (tmp_path / "out" / "results.jsonl").exists()  # no cell ran
+
+
 @pytest.mark.parametrize("argv,match", [
     (["--seed", "99999999999"], "seed"),
     (["--samples", "0"], "samples"),

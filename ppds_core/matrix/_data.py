@@ -10,19 +10,22 @@ dataset's splits are drawn):
   (the matrix resolves its own in :func:`~ppds_core.matrix.config.load_matrix`,
   with the file and place in every error);
 - :func:`check_available` — the cheap "can it load here?" check, one line;
-- :func:`load_splits` — a :class:`ResolvedDataset` → :class:`~ppds_core.imageset.Splits`.
+- :func:`load_splits` — a :class:`ResolvedDataset` → :class:`~ppds_core.imageset.Splits`;
+- :func:`check_deltas` — δ < 1/N of each private split, before any cell runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ..errors import DataNotFoundError
+from ..budget import check_delta_for
+from ..errors import BudgetError, ConfigError, DataNotFoundError
 from ..imageset import Splits
 from ..interfaces import DatasetProvider
 from .config import ResolvedDataset, ResolvedMatrix, ResolvedPlugin, resolve_plugin
 
-__all__ = ["check_available", "check_datasets_available", "dataset_splits", "load_splits",
+__all__ = ["check_available", "check_datasets_available", "check_deltas", "dataset_splits", "load_splits",
            "resolve_dataset"]
 
 
@@ -45,6 +48,31 @@ def check_datasets_available(matrix: ResolvedMatrix) -> None:
         for p in (d.plugin, d.public):
             if p is not None:
                 check_available(p, f"{matrix.source}: {p.where}: ")
+
+
+def check_deltas(matrix: ResolvedMatrix, cells, splits_of: Callable[[Any], Splits] | None = None) -> None:
+    """Refuse the matrix (exit 2) if a private cell's δ is not below 1/N of its private split.
+
+    Run before any cell, so ``delta: 0.5`` is one line at validation rather than
+    a failed fit in every cell. ``splits_of(cell)`` loads (and may cache) a cell's
+    splits; a dataset that fails to load is left to its cells, which record it.
+    """
+    sizes: dict[int, int | None] = {}
+    for cell in cells:
+        if cell.generator is None or not cell.budget.is_private:
+            continue
+        if cell.dataset_index not in sizes:
+            try:
+                sizes[cell.dataset_index] = len((splits_of or (lambda c: load_splits(c.dataset)))(cell).private)
+            except Exception:  # noqa: BLE001 - recorded per cell when the cell runs
+                sizes[cell.dataset_index] = None
+        n = sizes[cell.dataset_index]
+        try:
+            if n is not None:
+                check_delta_for(cell.delta, n)
+        except BudgetError as err:
+            raise ConfigError(f"{matrix.source}: delta: {err} (dataset "
+                              f"{cell.dataset.plugin.name!r})") from None
 
 
 def load_splits(dataset: ResolvedDataset) -> Splits:

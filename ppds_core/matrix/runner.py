@@ -41,7 +41,7 @@ from ..interfaces import EvalContext, Measurement
 from ..safe_load import inside
 from ._boards import write_boards
 from ._console import Progress, RunLog, log_names
-from ._data import check_datasets_available, load_splits
+from ._data import check_datasets_available, check_deltas, load_splits
 from ._fitting import CellFits, no_shadow_fit
 from ._isolation import UnitError, isolation, run_isolated, stop_on_sigterm
 from ._lock import RunLock
@@ -336,6 +336,7 @@ def run_matrix(
     cells = [c for c in expand_cells(matrix) if in_shard(c, shard_t)]
     check_datasets_available(matrix)
     if check:
+        check_deltas(matrix, cells)
         return RunSummary(out=Path(out) if out else None, cells=cells, check_only=True)
     if out is None:
         raise ConfigError("no output folder: pass --out DIR (or --check to only validate)")
@@ -359,6 +360,7 @@ def run_matrix(
                  len(cells), f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "", ", smoke" if smoke else "")
         runner = _Runner(matrix, out, progress, summary, retry_skipped=retry_skipped, threads=unit_threads,
                          device=resolve_device(matrix.config.trainer))  # after isolation(): no CUDA init
+        check_deltas(matrix, cells, lambda c: runner.data(c)[0])  # (loads inside isolation())
         try:
             try:
                 for cell in cells:
