@@ -34,6 +34,17 @@ from ppds_core.privacy.engine import (
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
 
+@pytest.fixture(params=["mixed", "ghost"])
+def norm_rule(request, monkeypatch):
+    """The mixed rule as shipped, and with every Linear/Conv2d norm taken the ghost way
+    (as when per-example gradients would not fit in memory), so both paths stay exact."""
+    from ppds_core.privacy import _bookkeeping
+
+    if request.param == "ghost":
+        monkeypatch.setattr(_bookkeeping, "INSTANTIATE_MAX_BYTES", -1)
+    return request.param
+
+
 def _clipped_sum(model, mode, losses_of, clip, k=1):
     """Σᵢ cᵢ∇ᵢ as the engine's mode leaves it for the optimizer (no noise, E = 1)."""
     model = copy.deepcopy(model)
@@ -91,7 +102,7 @@ def _check_empty_batch_is_zero(model, losses_of, k=1):
 
 
 @pytest.mark.parametrize("side", [8, 28])
-def test_dp_gan_discriminator_gets_the_clipped_sum_of_hooks_and_brute_force(side):
+def test_dp_gan_discriminator_gets_the_clipped_sum_of_hooks_and_brute_force(side, norm_rule):
     from plugins.generators.dp_gan._nets import ProjectionDiscriminator, net_shape
 
     torch.manual_seed(0)
@@ -107,9 +118,12 @@ def test_dp_gan_discriminator_gets_the_clipped_sum_of_hooks_and_brute_force(side
     assert "torch.func" not in paths.values() and "embed" in paths
     grads = PerSampleGradients(d, "bk", 1.0)
     grads.backward(losses(d), None)
-    norms = grads._bk.last_norms  # mixed: the first conv (few channels, many pixels) is
-    # instantiated, the linear score (one position) takes the ghost norm
-    assert norms["features.0.weight"] == "instantiated" and norms["score.weight"] == "ghost"
+    norms = grads._bk.last_norms
+    if norm_rule == "mixed":  # the convs (many positions) are instantiated; the label
+        # embedding (one position, few classes) takes the ghost norm
+        assert norms["features.0.weight"] == "instantiated" and norms["embed.weight"] == "ghost"
+    else:
+        assert norms["features.0.weight"] == norms["score.weight"] == "ghost"
     grads.remove()
 
 
@@ -132,7 +146,7 @@ def _tiny_unet(attention: bool = False):
 # conv grad sampler ('hooks') returns wrong per-sample gradients (opacus 1.6); there the
 # comparison is with 'functorch' (vmap, exact) besides brute force.
 @pytest.mark.parametrize("k,attention", [(1, False), (4, False), (4, True)])
-def test_diffusion_unet_gets_the_clipped_sum_of_hooks_with_k_rows_per_example(k, attention):
+def test_diffusion_unet_gets_the_clipped_sum_of_hooks_with_k_rows_per_example(k, attention, norm_rule):
     unet = _tiny_unet(attention)
     b = 4
     g = torch.Generator().manual_seed(2)
@@ -173,6 +187,15 @@ class _Scale(nn.Module):
 
     def forward(self, h):
         return self.inner(torch.tanh(h * self.gain))
+
+
+def test_mixed_ghost_clipping_picks_the_cheaper_norm_by_time_then_memory():
+    from ppds_core.privacy._bookkeeping import _ghost_is_cheaper
+
+    assert _ghost_is_cheaper(1, 3136, 10, b=256)  # one position: P²(d_in+d_out) ≪ d_in·d_out
+    assert not _ghost_is_cheaper(49, 288, 64, b=256)  # a conv over 7×7 positions: instantiate
+    assert not _ghost_is_cheaper(1, 3136, 1, b=256)  # a one-output score: instantiating is as cheap
+    assert _ghost_is_cheaper(49, 4096, 4096, b=256)  # 16 GiB of per-example gradients: ghost
 
 
 def test_a_layer_without_closed_form_falls_back_to_exact_per_example_gradients():

@@ -79,9 +79,36 @@ def _per_row(c: torch.Tensor, rows: int) -> torch.Tensor:
     return c.repeat_interleave(rows // c.shape[0])
 
 
+def _fold(t: torch.Tensor, b: int) -> torch.Tensor:
+    """(b·K, ...) per-row tensors → (b, ...) per-example sums (a view when K = 1)."""
+    return t if t.shape[0] == b else t.reshape(b, -1, *t.shape[1:]).sum(1)
+
+
 def _instantiated(p: nn.Parameter, gs: torch.Tensor) -> _Part:
-    return p, gs.reshape(gs.shape[0], -1).pow(2).sum(1), \
-        lambda c: torch.einsum("i,i...->...", c, gs).view_as(p), "instantiated"
+    flat = gs.reshape(gs.shape[0], -1)
+    return p, torch.linalg.vector_norm(flat, dim=1).square(), \
+        lambda c: (c @ flat).view_as(p), "instantiated"
+
+
+#: the most memory (bytes) the instantiated per-example weight gradients of one layer
+#: may take before its norm is taken the ghost way instead (Bu et al.'s reason for ghost
+#: norms: a B × d_in × d_out tensor can be far larger than the activations)
+INSTANTIATE_MAX_BYTES = 256 * 2**20
+
+
+def _ghost_is_cheaper(positions: int, d_in: int, d_out: int, b: int, itemsize: int = 4) -> bool:
+    """Mixed ghost clipping's choice for one layer, by time, then memory.
+
+    Per example with P positions, the ghost path costs P²·(d_in + d_out) for the norm
+    plus P·d_in·d_out for the clipped sum (a weight-gradient product); the
+    instantiated path costs P·d_in·d_out for the per-example gradients plus
+    d_in·d_out for the clipped sum. Both share P·d_in·d_out, so the ghost norm wins
+    when P²·(d_in + d_out) < d_in·d_out — or when the B per-example gradients would
+    not fit in :data:`INSTANTIATE_MAX_BYTES`.
+    """
+    if positions * positions * (d_in + d_out) < d_in * d_out:
+        return True
+    return b * d_in * d_out * itemsize > INSTANTIATE_MAX_BYTES
 
 
 def _matrix_parts(weight, bias, rows: list[tuple[torch.Tensor, torch.Tensor]], b: int,
@@ -93,18 +120,17 @@ def _matrix_parts(weight, bias, rows: list[tuple[torch.Tensor, torch.Tensor]], b
     d_in, d_out = rows[0][0].shape[2], rows[0][1].shape[2]
     parts: list[_Part] = []
     if weight is not None:
-        if 2 * k_t * k_t < d_in * d_out:  # ghost norm over all of an example's positions
+        if _ghost_is_cheaper(k_t, d_in, d_out, b, weight.element_size()):  # over all positions
             a = _cat([_rows(a, b) for a, _ in rows])
             g = _cat([_rows(g, b) for _, g in rows])
             norm2 = (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
             parts.append((weight, norm2, weight_sum, "ghost"))
         else:  # instantiated row by row (bmm takes the transposed views as they are), then
             # each example's K rows summed; its clipped sum is the cheaper einsum over B
-            gs = sum(torch.bmm(g.transpose(1, 2), a).view(b, -1, d_out, d_in).sum(1)
-                     for a, g in rows)
+            gs = sum(_fold(torch.bmm(g.transpose(1, 2), a), b) for a, g in rows)
             parts.append(_instantiated(weight, gs))
     if bias is not None:
-        parts.append(_instantiated(bias, sum(g.sum(1).view(b, -1, d_out).sum(1) for _, g in rows)))
+        parts.append(_instantiated(bias, sum(_fold(g.sum(1), b) for _, g in rows)))
     return parts
 
 
@@ -121,7 +147,7 @@ def _linear(m: nn.Linear, calls, b: int) -> list[_Part]:
 
 def _conv2d(m: nn.Conv2d, calls, b: int) -> list[_Part]:
     k_l = sum(gy[0].numel() // gy.shape[1] * gy.shape[0] for _, gy in calls) // b  # positions
-    if 2 * k_l * k_l >= m.weight[0].numel() * m.out_channels:
+    if not _ghost_is_cheaper(k_l, m.weight[0].numel(), m.out_channels, b, m.weight.element_size()):
         return _conv2d_instantiated(m, calls, b)
     rows = [(F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride).transpose(1, 2),
              gy.flatten(2).transpose(1, 2)) for x, gy in calls]  # (N, L, C·kh·kw), (N, L, C_out)
@@ -142,12 +168,11 @@ def _conv2d_instantiated(m: nn.Conv2d, calls, b: int) -> list[_Part]:
         gs = torch.nn.grad.conv2d_weight(
             x.reshape(1, n * c_in, *x.shape[2:]), (n * c_out, *m.weight.shape[1:]),
             gy.reshape(1, n * c_out, *gy.shape[2:]), m.stride, m.padding, m.dilation, n)
-        return gs.view(b, -1, *m.weight.shape).sum(1)
+        return _fold(gs.view(n, *m.weight.shape), b)
 
     parts = [_instantiated(m.weight, sum(per_row(x, gy) for x, gy in calls))]
     if m.bias is not None:
-        parts.append(_instantiated(m.bias, sum(gy.sum((2, 3)).view(b, -1, gy.shape[1]).sum(1)
-                                               for _, gy in calls)))
+        parts.append(_instantiated(m.bias, sum(_fold(gy.sum((2, 3)), b) for _, gy in calls)))
     return parts
 
 
@@ -174,7 +199,7 @@ def _affine(m, calls, b: int, normalise, reduce_dims) -> list[_Part]:
     w_rows, b_rows = [], []
 
     def per_example(t, dims):  # (sum(()) would sum every dim)
-        return (t.sum(dims) if dims else t).reshape(b, -1, *m.weight.shape).sum(1)
+        return _fold((t.sum(dims) if dims else t).reshape(-1, *m.weight.shape), b)
 
     for x, gy in calls:
         dims = reduce_dims(x)

@@ -292,6 +292,8 @@ def make_dp_optimizer(
     from opacus.optimizers import get_optimizer_class
 
     cls = get_optimizer_class(clipping="flat", distributed=distributed, grad_sample_mode="ghost" if mode == "bk" else mode)
+    if mode == "bk":
+        cls = _clone_accumulating(cls)
     return cls(
         optimizer,
         noise_multiplier=noise_multiplier,
@@ -301,3 +303,27 @@ def make_dp_optimizer(
         generator=generator,
         secure_mode=secure_mode,
     )
+
+
+_CLONE_ACCUMULATING: dict[type, type] = {}
+
+
+def _clone_accumulating(cls: type) -> type:
+    """``cls`` whose ``accumulate`` copies a gradient with ``clone`` instead of ``copy.deepcopy``.
+
+    Opacus' fast-gradient-clipping optimizer starts each running sum with
+    ``copy.deepcopy(p.grad.data)``: the same tensor copy, through Python's deepcopy
+    machinery (~50 µs a parameter, 5 ms a step for the diffusion UNet's ~100 tensors,
+    10 % of a step at the quickstart's sizes). The values are identical.
+    """
+    if cls not in _CLONE_ACCUMULATING:
+        def accumulate(self) -> None:
+            for p in self.params:
+                if p.summed_grad is not None:
+                    p.summed_grad.add_(p.grad.data)
+                else:
+                    p.summed_grad = p.grad.data.clone()
+
+        _CLONE_ACCUMULATING[cls] = type(cls.__name__, (cls,), {"accumulate": accumulate,
+                                                               "__module__": __name__})
+    return _CLONE_ACCUMULATING[cls]
