@@ -39,3 +39,12 @@ def interleaved(make: Callable[[str], Timed], names: Iterable[str], rounds: int,
         results[name] = {"wall": statistics.median(t[0] for t in ts),
                          "cpu": statistics.median(t[1] for t in ts)}
     return results
+
+
+def auto_cell(res: dict[str, dict], picked: str) -> str:
+    """What ``auto`` picked beside the fastest exact mode measured (by wall time):
+    the check of its cost model (docs/dp-sgd-engine.md, "Grad-sample modes")."""
+    timed = {n: r["wall"] for n, r in res.items() if "wall" in r and n not in ("non-private", "auto")}
+    fastest = min(timed, key=timed.get) if timed else "-"
+    verdict = "fastest" if picked == fastest else f"{timed[picked] / timed[fastest]:.2f}× the fastest"
+    return f"{picked} ({verdict}: {fastest})" if picked in timed else f"{picked} (not measured)"

@@ -37,10 +37,15 @@ import time
 import warnings
 
 import torch
-from _interleave import interleaved
+from _interleave import auto_cell, interleaved
 from torch import nn
 
-from ppds_core.privacy._grad_modes import GRAD_SAMPLE_MODES, PerSampleGradients, make_dp_optimizer
+from ppds_core.privacy._grad_modes import (
+    GRAD_SAMPLE_MODES,
+    PerSampleGradients,
+    make_dp_optimizer,
+    resolve_grad_sample_mode,
+)
 
 VARIANTS = ("non-private", *GRAD_SAMPLE_MODES)
 
@@ -78,7 +83,7 @@ class Variant:
             self.grads, self.opt = None, opt
         else:
             self.grads = PerSampleGradients(self.model, name, max_grad_norm=1.0)
-            self.opt = make_dp_optimizer(opt, mode=name, noise_multiplier=1.0, max_grad_norm=1.0,
+            self.opt = make_dp_optimizer(opt, mode=self.grads.mode, noise_multiplier=1.0, max_grad_norm=1.0,
                                          expected_batch_size=float(batch), distributed=False,
                                          generator=None, secure_mode=False)
         g = torch.Generator().manual_seed(1)
@@ -206,12 +211,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.warmup} warm-up steps. Cell: median DP step / median non-private step, "
           "by wall-clock time, then by process CPU time (robust on a shared machine), "
           "then the median wall ms per step\n")
-    print("| input | batch | " + " | ".join(VARIANTS) + " |")
-    print("|" + " --- |" * (len(VARIANTS) + 2))
+    print("| input | batch | " + " | ".join(VARIANTS) + " | auto picks |")
+    print("|" + " --- |" * (len(VARIANTS) + 3))
     for size in args.sizes:
         for batch in args.batches:
             res = measure(size, batch, args.rounds, args.steps, args.warmup, args.device)
-            print(f"| {size}×{size} | {batch} | " + " | ".join(ratio_cells(res)) + " |", flush=True)
+            picked = resolve_grad_sample_mode(ConditionalDiscriminator(size), "auto")[0]
+            print(f"| {size}×{size} | {batch} | " + " | ".join(ratio_cells(res))
+                  + f" | {auto_cell(res, picked)} |", flush=True)
     if args.memory:
         print("\nPeak memory of two steps (× the non-private step's)\n")
         print("| input | batch | " + " | ".join(VARIANTS) + " |")

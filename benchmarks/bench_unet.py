@@ -25,7 +25,7 @@ import time
 import warnings
 
 import torch
-from _interleave import interleaved
+from _interleave import auto_cell, interleaved
 from bench_dpsgd import memory_cell, peak_in_child, report_peak, timed_steps
 from ppds_plugins.common.diffusion.config import DiffusionConfig
 from ppds_plugins.common.diffusion.objective import (
@@ -57,7 +57,7 @@ class Variant:
             if name == "ghost" and k > 1:
                 raise ValueError("ghost clipping cannot average K>1 rows per example before clipping")
             self.grads = PerSampleGradients(self.model, name, max_grad_norm=1.0)
-            self.opt = make_dp_optimizer(opt, mode=name, noise_multiplier=1.0, max_grad_norm=1.0,
+            self.opt = make_dp_optimizer(opt, mode=self.grads.mode, noise_multiplier=1.0, max_grad_norm=1.0,
                                          expected_batch_size=float(batch), distributed=False,
                                          generator=None, secure_mode=False)
         g = torch.Generator().manual_seed(1)
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
           "by wall-clock time, then by process CPU time, then the median wall ms per step\n")
     if args.device.startswith("cuda"):
         print(f"device {torch.cuda.get_device_name(args.device)}")
-    print("| K (rows) | " + " | ".join(VARIANTS) + " |")
-    print("|" + " --- |" * (len(VARIANTS) + 1))
+    print("| K (rows) | " + " | ".join(VARIANTS) + " | auto picks |")
+    print("|" + " --- |" * (len(VARIANTS) + 2))
     for k in args.ks:
         for batch in args.batches:
             res = measure(args.size, batch, k, args.channels, args.rounds, args.steps,
@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     cells.append(f"{r['wall'] / base['wall']:.2f} / {r['cpu'] / base['cpu']:.2f} "
                                  f"({1000 * r['wall']:.0f} ms)")
-            print(f"| {k} ({batch} × {k}) | " + " | ".join(cells) + " |", flush=True)
+            picked = Variant("auto", args.size, 1, k, args.channels).grads.mode
+            print(f"| {k} ({batch} × {k}) | " + " | ".join(cells) + f" | {auto_cell(res, picked)} |",
+                  flush=True)
     if args.memory:
         print("\nPeak memory of two steps (× the non-private step's)\n")
         print("| K (rows) | " + " | ".join(VARIANTS) + " |")

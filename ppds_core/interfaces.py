@@ -181,6 +181,9 @@ class Generator(Plugin):
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
         self.ledger: Ledger | None = None
+        #: what the fit reports about itself (steps taken, the grad-sample mode in use, …):
+        #: JSON-safe values; the matrix copies it into the cell's ``fit.json``
+        self.train_info: dict[str, Any] = {}
 
     @classmethod
     def capabilities(cls) -> dict[str, Any]:

@@ -57,12 +57,19 @@ def _audit(gen, private, budget, spend, audit=None):
 
 
 def _patch(monkeypatch, change):
-    real = engine.make_dp_optimizer
+    """Patch the engine's optimizer, and its per-sample clipping where the mode clips before
+    the optimizer (bk, the default's choice, leaves clipped sums for it)."""
+    real, real_grads = engine.make_dp_optimizer, engine.PerSampleGradients
 
     def patched(optimizer, **kw):
         return real(optimizer, **change(kw))
 
+    def patched_grads(module, mode, max_grad_norm):
+        kw = change({"noise_multiplier": 1.0, "max_grad_norm": max_grad_norm})
+        return real_grads(module, mode, kw["max_grad_norm"])
+
     monkeypatch.setattr(engine, "make_dp_optimizer", patched)
+    monkeypatch.setattr(engine, "PerSampleGradients", patched_grads)
 
 
 PATCHES = {

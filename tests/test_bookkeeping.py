@@ -38,10 +38,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 def norm_rule(request, monkeypatch):
     """The mixed rule as shipped, and with every Linear/Conv2d norm taken the ghost way
     (as when per-example gradients would not fit in memory), so both paths stay exact."""
-    from ppds_core.privacy import _bookkeeping
+    from ppds_core.privacy import _bk_layers
 
     if request.param == "ghost":
-        monkeypatch.setattr(_bookkeeping, "INSTANTIATE_MAX_BYTES", -1)
+        monkeypatch.setattr(_bk_layers, "INSTANTIATE_MAX_BYTES", -1)
     return request.param
 
 
@@ -49,7 +49,7 @@ def _clipped_sum(model, mode, losses_of, clip, k=1):
     """Σᵢ cᵢ∇ᵢ as the engine's mode leaves it for the optimizer (no noise, E = 1)."""
     model = copy.deepcopy(model)
     grads = PerSampleGradients(model, mode, clip)
-    opt = make_dp_optimizer(torch.optim.SGD(model.parameters(), lr=0.0), mode=mode,
+    opt = make_dp_optimizer(torch.optim.SGD(model.parameters(), lr=0.0), mode=grads.mode,
                             noise_multiplier=0.0, max_grad_norm=clip, expected_batch_size=1,
                             distributed=False, generator=None, secure_mode=False)
     opt.zero_grad(set_to_none=True)
@@ -189,13 +189,23 @@ class _Scale(nn.Module):
         return self.inner(torch.tanh(h * self.gain))
 
 
-def test_mixed_ghost_clipping_picks_the_cheaper_norm_by_time_then_memory():
-    from ppds_core.privacy._bookkeeping import _ghost_is_cheaper
+def test_mixed_ghost_clipping_takes_the_ghost_norm_when_2p2_is_below_d_in_d_out_or_memory_runs_out():
+    from ppds_core.privacy._bk_layers import _ghost_is_cheaper
 
-    assert _ghost_is_cheaper(1, 3136, 10, b=256)  # one position: P²(d_in+d_out) ≪ d_in·d_out
-    assert not _ghost_is_cheaper(49, 288, 64, b=256)  # a conv over 7×7 positions: instantiate
-    assert not _ghost_is_cheaper(1, 3136, 1, b=256)  # a one-output score: instantiating is as cheap
-    assert _ghost_is_cheaper(49, 4096, 4096, b=256)  # 16 GiB of per-example gradients: ghost
+    assert _ghost_is_cheaper(1, 3136, 10, b=256)  # one position (a linear layer)
+    assert _ghost_is_cheaper(49, 288, 64, b=256)  # a 3×3 conv over 7×7 positions: 4802 < 18432
+    assert not _ghost_is_cheaper(196, 9, 32, b=256)  # the first conv, 14×14 positions, one channel
+    assert _ghost_is_cheaper(4096, 4096, 4096, b=256)  # by the rule: instantiate; but 16 GiB
+
+
+@pytest.mark.parametrize("c,k,stride,pad,side", [(3, 3, 2, 1, 9), (4, 3, 1, 1, 8), (2, 1, 1, 0, 5),
+                                                 (3, (3, 2), (2, 1), (1, 0), 7)])
+def test_the_strided_unfold_equals_torch_unfold(c, k, stride, pad, side):
+    from ppds_core.privacy._bk_layers import _unfold
+
+    m = nn.Conv2d(c, 4, k, stride=stride, padding=pad)
+    x = torch.randn(2, c, side, side + 1)
+    assert torch.equal(_unfold(x, m), F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride))
 
 
 def test_a_layer_without_closed_form_falls_back_to_exact_per_example_gradients():
@@ -311,3 +321,59 @@ def test_a_bk_fit_resumed_from_a_checkpoint_is_the_uninterrupted_fit(tmp_path):
     assert second.dp.steps_done == 5 and resumed == full
     for a, b in zip(whole.net.parameters(), second.net.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- auto
+
+
+class _Tied(nn.Module):
+    """An encoder and decoder sharing one weight matrix (a parameter in two modules)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc, self.dec = nn.Linear(4, 3, bias=False), nn.Linear(3, 4, bias=False)
+        self.dec.weight = self.enc.weight  # (dec uses it as 3 → 4 through the transpose below)
+
+    def forward(self, x):
+        return F.linear(self.enc(x), self.dec.weight.t())
+
+
+class _Attends(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 1, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x)[0]
+
+
+def test_auto_is_bk_where_bk_runs_and_hooks_where_it_cannot():
+    from plugins.generators.dp_gan._nets import ProjectionDiscriminator, net_shape
+    from ppds_core.privacy._grad_modes import resolve_grad_sample_mode
+
+    d = ProjectionDiscriminator(net_shape(1, 8, 8), num_classes=4, width=4)
+    assert resolve_grad_sample_mode(d, "auto")[0] == "bk"
+    assert resolve_grad_sample_mode(_tiny_unet(), "auto")[0] == "bk"
+    mode, why = resolve_grad_sample_mode(_Tied(), "auto")
+    assert mode == "hooks" and "shares a parameter" in why
+    mode, why = resolve_grad_sample_mode(_Attends(), "auto")
+    assert mode == "hooks" and "MultiheadAttention" in why
+    assert resolve_grad_sample_mode(d, "functorch") == ("functorch", "asked for")
+    with pytest.raises(ValueError, match="pass PerSampleGradients"):
+        make_dp_optimizer(torch.optim.SGD(d.parameters(), lr=0.1), mode="auto", noise_multiplier=1.0,
+                          max_grad_norm=1.0, expected_batch_size=1, distributed=False, generator=None,
+                          secure_mode=False)
+
+
+def test_a_plan_that_names_no_mode_trains_with_bk_and_says_so_in_the_log(caplog):
+    import logging
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand(48, 1, 4, 4, generator=g), torch.randint(0, 3, (48,), generator=g))
+    plan = DPSGDPlan(budget=PrivacyBudget(epsilon=10.0), batch_size=12, steps=2, accountant="rdp")
+    assert plan.grad_sample_mode == "auto"
+    m = _Classifier()
+    with caplog.at_level(logging.INFO, logger="ppds.privacy"):
+        fit_private(m, data, plan, FitContext(seed=1, reproducible_noise=True))
+    assert m.dp.grad_sample_mode == "bk"
+    assert "grad_sample_mode auto → bk" in caplog.text

@@ -68,6 +68,7 @@ def test_finite_epsilon_ledger_has_one_dp_sgd_spend(fitted, digits):
     assert spend.sample_rate == pytest.approx(30 / len(digits))
     assert spend.steps == 2 * math.ceil(len(digits) / 30)
     assert ledger.accountant == "rdp"
+    assert fitted.train_info["grad_sample_mode"] == "bk"  # the default 'auto', resolved
     assert spend.max_grad_norm == TINY.get("max_grad_norm", DPGANConfig().max_grad_norm)
     assert spend.noise_multiplier > 0
     # the ledger's ε is what an accountant gives for its own spends
@@ -78,7 +79,8 @@ def test_finite_epsilon_ledger_has_one_dp_sgd_spend(fitted, digits):
 
 
 class _PrivacyWiringSpy(pl.Callback):
-    """After every batch: per-sample gradients exist on D and nowhere in G."""
+    """After every batch: per-sample machinery on D (hooks: per-sample gradients; bk: its
+    taps on every parameter-owning layer) and nowhere in G."""
 
     def __init__(self):
         self.batches = 0
@@ -86,7 +88,11 @@ class _PrivacyWiringSpy(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self.batches += 1
         d_params = list(module.discriminator.parameters())
-        assert all(getattr(p, "grad_sample", None) is not None for p in d_params)
+        if module.dp.grad_sample_mode == "bk":
+            assert all(m._forward_hooks for m in module.discriminator.modules()
+                       if any(True for _ in m.parameters(recurse=False)))
+        else:
+            assert all(getattr(p, "grad_sample", None) is not None for p in d_params)
         for net in (module.generator, module.mirror, module.ema.model):
             for p in net.parameters():
                 assert getattr(p, "grad_sample", None) is None
@@ -100,14 +106,16 @@ class _PrivacyWiringSpy(pl.Callback):
                 assert torch.equal(a, b)
 
 
-def test_only_the_discriminator_is_private(digits):
-    cfg = DPGANConfig(**TINY)
+@pytest.mark.parametrize("mode", ["auto", "hooks"])
+def test_only_the_discriminator_is_private(digits, mode):
+    cfg = DPGANConfig(**TINY, grad_sample_mode=mode)
     module = build_module(digits.shape, digits.num_classes, cfg, seed=0)
     g_before = [p.detach().clone() for p in module.generator.parameters()]
     spy = _PrivacyWiringSpy()
     ledger = fit_private(module, digits, make_plan(PrivacyBudget(epsilon=5.0), cfg),
                          FitContext(seed=0), callbacks=[spy])
     assert spy.batches == ledger.dp_sgd().steps > 0
+    assert module.dp.grad_sample_mode == ("bk" if mode == "auto" else "hooks")
     assert module.dp.optimizer is not module.optimizers()[1].optimizer
     # the generator did learn (through the mirror), without ever being private
     assert any(not torch.equal(a, b) for a, b in zip(g_before, module.generator.parameters(), strict=True))
@@ -172,3 +180,15 @@ def test_image_too_small_is_a_config_error():
     data = ImageSet(torch.rand(4, 1, 3, 3), torch.zeros(4), ["x"], "tiny")
     with pytest.raises(ConfigError, match="even and ≥ 4"):
         DPGAN(TINY).fit(data, PrivacyBudget(epsilon=1.0), FitContext())
+
+
+def test_fit_json_records_the_grad_sample_mode_the_fit_used(tmp_path):
+    import json
+
+    from ppds_core import fit_generator
+
+    fit_generator("dp-gan", "digits", 10, tmp_path / "fit", config={**TINY, "epochs": 1}, samples=10,
+                  accountant="rdp", dataset_config={"private": 200})
+    marker = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert marker["train_info"]["grad_sample_mode"] == "bk"
+    assert marker["train_info"]["discriminator_steps"] > 0

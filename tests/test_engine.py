@@ -157,7 +157,7 @@ def test_every_grad_sample_mode_gives_the_same_clipped_sum(mode):
     model = _Tiny()
     model.load_state_dict(ref_model.state_dict())
     grads = PerSampleGradients(model, mode, clip)
-    opt = make_dp_optimizer(torch.optim.SGD(model.parameters(), lr=1.0), mode=mode,
+    opt = make_dp_optimizer(torch.optim.SGD(model.parameters(), lr=1.0), mode=grads.mode,
                             noise_multiplier=0.0, max_grad_norm=clip, expected_batch_size=7.0,
                             distributed=False, generator=None, secure_mode=False)
     before = [p.detach().clone() for p in model.parameters()]

@@ -133,8 +133,9 @@ def fit_and_save(
         "fit_seconds": fit_seconds,
         "seconds": seconds,
         "ppds_version": __version__,
+        "train_info": _json_safe(getattr(generator, "train_info", None) or {}),
     }
-    atomic_write_text(out_dir / FIT_MARKER, json.dumps(marker, indent=2))  # never a planted link
+    atomic_write_text(out_dir / FIT_MARKER, json.dumps(marker, indent=2, allow_nan=False))  # never a link
     return FitOutcome(generator, ledger, samples, seconds, out_dir)
 
 
@@ -207,3 +208,16 @@ def fit_generator(
     ctx = FitContext(seed=seed, public=splits.public, trainer=dict(trainer or {}), accountant=accountant,
                      progress=progress, reproducible_noise=reproducible_noise)
     return fit_and_save(gen_cls, gen_config, splits.private, budget, ctx, out, samples, seed)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with ±∞/NaN encoded (:func:`encode_float`) and anything else JSON cannot hold as text."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return encode_float(value)
+    return str(value)

@@ -33,7 +33,42 @@ from torch import nn
 
 from .plan import GRAD_SAMPLE_MODES  # the names (and what each does) live with the plan
 
-__all__ = ["GRAD_SAMPLE_MODES", "PerSampleGradients", "fold_rows_per_example", "make_dp_optimizer"]
+__all__ = ["GRAD_SAMPLE_MODES", "PerSampleGradients", "fold_rows_per_example", "make_dp_optimizer",
+           "resolve_grad_sample_mode"]
+
+#: modules that own parameters and return something other than one tensor: 'bk' taps a
+#: layer's output, so it cannot take them (Opacus has DP replacements for them under 'hooks')
+_NOT_ONE_TENSOR = (nn.MultiheadAttention, nn.RNNBase)
+
+
+def resolve_grad_sample_mode(module: nn.Module, mode: str) -> tuple[str, str]:
+    """(the mode to use, why) for ``mode``; ``auto`` becomes the fastest exact mode here.
+
+    The choice is a cost model, checked against timed runs of every mode
+    (benchmarks/bench_dpsgd.py and bench_unet.py, which print what ``auto``
+    picked beside the fastest mode measured): ``bk`` — one backward, closed-form
+    norms and clipped sums, exact torch.func for layers without a closed form —
+    was the fastest exact mode on every module and batch measured that it can
+    run; ``hooks`` is the fallback where it cannot (a parameter shared by two
+    modules; a parameter-owning module that returns a tuple). ``ew`` is never
+    picked (it fails on some models, e.g. diffusers' UNet), nor ``functorch`` and
+    ``ghost`` (slower than ``hooks`` in every measurement).
+    """
+    if mode != "auto":
+        return mode, "asked for"
+    owners: dict[int, str] = {}
+    for name, m in module.named_modules():
+        for p in m._parameters.values():
+            if p is None or not p.requires_grad:
+                continue
+            if id(p) in owners:
+                return "hooks", (f"auto: {name or type(m).__name__} shares a parameter with "
+                                 f"{owners[id(p)]}, which bk cannot clip")
+            owners[id(p)] = name or type(m).__name__
+        if isinstance(m, _NOT_ONE_TENSOR) and any(p.requires_grad for p in m._parameters.values()
+                                                   if p is not None):
+            return "hooks", f"auto: {name} ({type(m).__name__}) returns a tuple, which bk cannot tap"
+    return "bk", "auto: one backward (book-keeping), the fastest exact mode measured"
 
 
 class PerSampleGradients:
@@ -44,6 +79,8 @@ class PerSampleGradients:
             raise ValueError(f"unknown grad-sample mode {mode!r}; choose one of {GRAD_SAMPLE_MODES}")
         _validate(module)
         self.module = module
+        #: the mode in use (``auto`` resolved) and why it was chosen
+        mode, self.reason = resolve_grad_sample_mode(module, mode)
         self.mode = mode
         self.max_grad_norm = max_grad_norm
         self._hooks = None
@@ -291,6 +328,9 @@ def make_dp_optimizer(
     """
     from opacus.optimizers import get_optimizer_class
 
+    if mode == "auto":
+        raise ValueError("make_dp_optimizer needs the mode in use: pass PerSampleGradients(...).mode, "
+                         "which resolves 'auto' for the module")
     cls = get_optimizer_class(clipping="flat", distributed=distributed, grad_sample_mode="ghost" if mode == "bk" else mode)
     if mode == "bk":
         cls = _clone_accumulating(cls)

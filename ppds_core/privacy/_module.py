@@ -11,6 +11,7 @@ Each private step adds one to ``dp.steps_done``, which is the run's privacy reco
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ from ._grad_modes import PerSampleGradients, make_dp_optimizer
 from ._opacus_lightning import DPDDPStrategy
 from ._poisson import PoissonDataLoader
 from ._state import DPSGDState, _derived_seed
+
+log = logging.getLogger("ppds.privacy")
 
 __all__ = ["DPSGDModule"]
 
@@ -278,12 +281,16 @@ def _attach(st: DPSGDState, trainer: pl.Trainer, private: nn.Module, opt) -> Non
         st.optimizer = opt
         return
     st.grads = PerSampleGradients(private, sch.grad_sample_mode, sch.max_grad_norm)
+    if st.grad_sample_mode != st.grads.mode:  # (once: a DDP re-attach keeps the choice)
+        log.info("DP-SGD on %s: grad_sample_mode %s → %s (%s)", type(private).__name__,
+                 sch.grad_sample_mode, st.grads.mode, st.grads.reason)
+    st.grad_sample_mode = st.grads.mode
     device = next(private.parameters()).device
     if st.secure_generator is None and st.noise_generator.device != device:
         # Opacus draws the noise on the parameters' device, with a generator of that device
         st.noise_generator = st.mechanism_generator("noise", device=device)
     st.optimizer = make_dp_optimizer(
-        opt, mode=sch.grad_sample_mode, noise_multiplier=sch.noise_multiplier,
+        opt, mode=st.grads.mode, noise_multiplier=sch.noise_multiplier,
         max_grad_norm=sch.max_grad_norm,
         expected_batch_size=sch.batch_size / st.world_size,
         distributed=st.world_size > 1, generator=st.noise_generator,

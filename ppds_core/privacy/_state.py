@@ -52,6 +52,8 @@ class DPSGDState:
     steps_done: int = 0
     optimizer: Any = None  # the Opacus DP optimizer (or the plain one when ε = ∞)
     grads: PerSampleGradients | None = None
+    #: the grad-sample mode in use (the plan's, with ``auto`` resolved); None until attached
+    grad_sample_mode: str | None = None
     sampler_generator: Any = None
     noise_generator: Any = None
     world_size: int = 1

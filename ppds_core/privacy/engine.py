@@ -59,11 +59,12 @@ Contract:
   sum of the unclipped per-sample gradients over the (global) batch divided
   by the expected batch size q·N, as in the private step. The ledger has
   target ∞, ε_spent ∞ and no DP-SGD spend.
-- Grad-sample modes (``grad_sample_mode``): ``hooks`` (default), ``functorch``,
-  ``ghost`` (ghost clipping: two backward passes, no per-sample gradients
-  materialised), ``ew`` (ExpandedWeights) and ``bk`` (book-keeping: one backward,
-  per-layer ghost or instantiated norms, clipped sums; ``_bookkeeping.py``).
-  All attach to the module in place.
+- Grad-sample modes (``grad_sample_mode``): ``auto`` (default: ``bk`` where it
+  runs, else ``hooks``; logged, and kept in ``module.dp.grad_sample_mode``),
+  ``hooks``, ``functorch``, ``ghost`` (ghost clipping: two backward passes, no
+  per-sample gradients materialised), ``ew`` (ExpandedWeights) and ``bk``
+  (book-keeping: one backward, per-layer ghost or instantiated norms, clipped
+  sums; ``_bookkeeping.py``). All attach to the module in place.
 - Checkpoints (``ckpt_path=`` to resume) carry the step count (and the
   (σ, q, T) history it stands for) and the RNG states; a resumed run continues the ledger.
 - ``ctx.trainer`` is passed to Lightning (accelerator, devices, strategy,

@@ -32,9 +32,11 @@ __all__ = ["GRAD_SAMPLE_MODES", "DPSGDPlan", "DPSGDSchedule", "Spend", "plan_dp_
 #: hooks: Opacus' per-layer formulas; functorch: torch.func.vmap for every layer;
 #: ghost: ghost clipping (norms without materialising per-sample gradients, two
 #: backward passes); ew: torch's ExpandedWeights (fails on some models, e.g. diffusers' UNet);
-#: bk: book-keeping (one backward, mixed ghost norms, clipped sums; ``_bookkeeping.py``).
+#: bk: book-keeping (one backward, mixed ghost norms, clipped sums; ``_bookkeeping.py``);
+#: auto (the default): the fastest exact mode that works on the module, chosen when the
+#: engine attaches to it (``_grad_modes.resolve_grad_sample_mode``: bk, else hooks).
 #: The plan checks the name, so the names live here; ``_grad_modes`` implements them.
-GRAD_SAMPLE_MODES: tuple[str, ...] = ("hooks", "functorch", "ghost", "ew", "bk")
+GRAD_SAMPLE_MODES: tuple[str, ...] = ("hooks", "functorch", "ghost", "ew", "bk", "auto")
 
 Spend = DPSGDSpend | GaussianSpend
 _SPEND: TypeAdapter = TypeAdapter(_LedgerSpend)
@@ -57,7 +59,7 @@ class DPSGDPlan:
     max_grad_norm: float = 1.0
     accountant: str | None = None
     other_spends: tuple[Spend, ...] = ()
-    grad_sample_mode: str = "hooks"
+    grad_sample_mode: str = "auto"
     secure_rng: bool = False
     noise_multiplier: float | None = None
     num_workers: int = 0

@@ -19,7 +19,7 @@ __all__ = ["DiffusionConfig", "GRAD_SAMPLE_MODES"]
 
 #: per-sample gradient modes of Opacus that work on diffusers' UNet2DModel
 #: ("ew", expanded weights, fails inside diffusers' blocks; see docs/generators/dp-diffusion.md)
-GRAD_SAMPLE_MODES = ("hooks", "functorch", "ghost")
+GRAD_SAMPLE_MODES = ("auto", "bk", "hooks", "functorch", "ghost")
 
 
 class DiffusionConfig(PluginConfig):
@@ -31,8 +31,8 @@ class DiffusionConfig(PluginConfig):
     batch_size: int = Field(256, ge=1, description="expected (Poisson) batch size of DP-SGD")
     lr: float = Field(2e-3, gt=0, description="Adam learning rate of DP-SGD training")
     max_grad_norm: float = Field(1.0, gt=0, description="per-example clipping norm C")
-    grad_sample_mode: Literal["hooks", "functorch", "ghost", "bk"] = Field(
-        "hooks", description="per-sample gradient mode: Opacus hooks | functorch | ghost (needs noise_multiplicity=1), or the engine's one-backward bk")
+    grad_sample_mode: Literal["auto", "bk", "hooks", "functorch", "ghost"] = Field(
+        "auto", description="per-sample gradient mode: auto (the fastest exact mode for the UNet: bk) | bk (one backward) | Opacus hooks | functorch | ghost (needs noise_multiplicity=1)")
     noise_multiplicity: int = Field(
         2, ge=1, description="K: noise draws per example; its K losses are averaged before clipping")
     max_physical_batch_size: int | None = Field(

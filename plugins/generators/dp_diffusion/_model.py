@@ -97,11 +97,12 @@ class DiffusionGenerator(Generator):
         other = self._prepare(objective, private, budget, ctx)
         data = torch.utils.data.TensorDataset(to_model_space(private.images, self.side, cfg.image_size),
                                               private.labels)
-        ledger, ema, steps = train_private(objective, data, len(private), budget, ctx, cfg, other)
+        ledger, ema, run = train_private(objective, data, len(private), budget, ctx, cfg, other)
         self.unet = ema
         self.ledger = ledger
         self.device = device_of(ctx)
-        self.train_info.update({"dp_sgd_steps": steps, "model_side": self.side,
+        self.train_info.update({"dp_sgd_steps": run.steps_done, "model_side": self.side,
+                                "grad_sample_mode": run.grad_sample_mode,
                                 "parameters": sum(p.numel() for p in ema.parameters())})
         return ledger
 

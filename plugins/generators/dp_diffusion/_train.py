@@ -11,6 +11,8 @@ a row count that does not match.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from ppds_plugins.common.diffusion.config import DiffusionConfig
 from ppds_plugins.common.diffusion.objective import NoiseMultiplicityDDPMLoss
@@ -70,10 +72,10 @@ def make_plan(budget: PrivacyBudget, cfg: DiffusionConfig,
 
 def train_private(objective: NoiseMultiplicityDDPMLoss, data: torch.utils.data.Dataset,
                   num_examples: int, budget: PrivacyBudget, ctx: FitContext, cfg: DiffusionConfig,
-                  other_spends: tuple[GaussianSpend, ...] = ()) -> tuple[Ledger, nn.Module, int]:
-    """Train ``objective.unet`` with DP-SGD; returns (ledger, EMA UNet, steps)."""
+                  other_spends: tuple[GaussianSpend, ...] = ()) -> tuple[Ledger, nn.Module, Any]:
+    """Train ``objective.unet`` with DP-SGD; returns (ledger, EMA UNet, the run's ``module.dp``)."""
     module = make_module(objective, cfg)
     ledger = fit_private(module, data, make_plan(budget, cfg, other_spends), ctx)
     ema = module.ema.model.cpu().eval()
-    return ledger, ema, module.dp.steps_done
+    return ledger, ema, module.dp
 

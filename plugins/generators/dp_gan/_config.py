@@ -41,5 +41,7 @@ class DPGANConfig(PluginConfig):
         None, ge=1, description="fakes per discriminator / generator step; None = batch_size"
     )
     ema: float = Field(0.99, ge=0, lt=1, description="decay of the generator EMA used for sampling")
-    grad_sample_mode: str = Field("hooks", description="Opacus per-sample gradient mode")
+    grad_sample_mode: Literal["auto", "bk", "hooks", "functorch", "ghost", "ew"] = Field(
+        "auto", description="per-sample gradient mode: auto (the fastest exact mode for the "
+        "discriminator: bk) | bk (one backward) | Opacus hooks | functorch | ghost | ew")
     accountant: str | None = Field(None, description="rdp | prv | gdp; None = the run's accountant")

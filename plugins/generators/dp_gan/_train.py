@@ -78,5 +78,6 @@ def train_dp_gan(private: ImageSet, budget: PrivacyBudget, ctx: FitContext,
         "noise_multiplier": schedule.noise_multiplier,
         "sample_rate": schedule.sample_rate,
         "num_private": len(private),
+        "grad_sample_mode": module.dp.grad_sample_mode,  # the plan's, with auto resolved
     }
     return TrainResult(generator=generator, ledger=ledger, info=info)
