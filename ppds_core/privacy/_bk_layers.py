@@ -59,7 +59,8 @@ def _ghost_is_cheaper(positions: int, d_in: int, d_out: int, b: int, itemsize: i
     the B per-example gradients would not fit in :data:`INSTANTIATE_MAX_BYTES`.
     (A pure FLOP count favours instantiation more often, but on CPUs the
     instantiating kernels, small batched GEMMs or grouped convolutions, run far
-    below the rate of the ghost path's large products: benchmarks/RESULTS.md.)
+    below the rate of the ghost path's large products: timed per layer shape on a
+    2-core CPU while building this; rerun with benchmarks/bench_dpsgd.py and bench_unet.py.)
     """
     if 2 * positions * positions < d_in * d_out:
         return True
@@ -149,7 +150,7 @@ def _grouped_is_faster(m: nn.Conv2d, rows: int) -> bool:
     """Per-row conv weight gradients: one grouped convolution (rows as groups) or an
     unfold and a batched product. Grouped wins for 3×3-like kernels over several input
     channels at moderate rows × channels; it falls far behind for one input channel,
-    1×1 kernels and large rows × channels (measured: benchmarks/RESULTS.md, bk)."""
+    1×1 kernels and large rows × channels (timed per shape on a 2-core CPU)."""
     return m.weight[0].numel() >= 16 and m.weight[0, 0].numel() > 1 \
         and rows * m.in_channels < 8192
 
