@@ -308,18 +308,25 @@ def import_exit_case(d: Drill, tmp: Path):
     return None if p.returncode == 0 else f"run --check exit {p.returncode}: {p.stderr[-300:]}"
 
 
-def concurrent_case(d: Drill, tmp: Path):
+def blocked_run(d: Drill, tmp: Path, metrics: list[dict]):
+    """A ``ppds run`` started in the background and held inside ``fake-block`` (until the
+    returned block file is deleted): (process, config, out folder, block file)."""
     block = tmp / "block"
     block.write_text("")
-    m = dict(TINY, metrics=[{"name": "fake-block"}, {"name": "fake-gap"}])
-    cfg = write(tmp / "m.yaml", yaml.safe_dump(m))
+    cfg = write(tmp / "m.yaml", yaml.safe_dump(dict(TINY, metrics=metrics)))
     out = tmp / "run"
     env = d.env() | {"PPDS_FAKE_BLOCK": str(block)}
-    first = subprocess.Popen([sys.executable, "-m", "ppds_core", "run", str(cfg), "--out", str(out), "--quiet"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "ppds_core", "run", str(cfg), "--out", str(out), "--quiet"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.time() + 120
     while not Path(str(block) + ".started").exists() and time.time() < deadline:
         time.sleep(0.1)
+    return proc, cfg, out, block
+
+
+def concurrent_case(d: Drill, tmp: Path):
+    first, cfg, out, block = blocked_run(d, tmp, [{"name": "fake-block"}, {"name": "fake-gap"}])
     second = d.ppds(["run", str(cfg), "--out", str(out), "--quiet"])
     block.unlink()
     first.communicate(timeout=300)
@@ -332,18 +339,7 @@ def concurrent_case(d: Drill, tmp: Path):
 
 
 def kill_resume_case(d: Drill, tmp: Path):
-    block = tmp / "block"
-    block.write_text("")
-    m = dict(TINY, metrics=[{"name": "fake-gap"}, {"name": "fake-block"}])
-    cfg = write(tmp / "m.yaml", yaml.safe_dump(m))
-    out = tmp / "run"
-    env = d.env() | {"PPDS_FAKE_BLOCK": str(block)}
-    proc = subprocess.Popen([sys.executable, "-m", "ppds_core", "run", str(cfg), "--out", str(out), "--quiet"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    deadline = time.time() + 120
-    while not Path(str(block) + ".started").exists() and time.time() < deadline:
-        time.sleep(0.1)
+    proc, cfg, out, block = blocked_run(d, tmp, [{"name": "fake-gap"}, {"name": "fake-block"}])
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
     block.unlink()
