@@ -104,6 +104,9 @@ def test_results_schema_capabilities_and_references(fakes, tmp_path):
     assert (out / "plots").is_dir() and list((out / "plots").glob("roc_*.png"))
     assert list((out / "plots").glob("privacy-utility_*.png"))
     assert list((out / "plots").glob("samples_*.png"))
+    # the real data's grid beside the generators', and an SVG beside every curve plot
+    assert list((out / "plots").glob("samples_*_real-data_seed0.png"))
+    assert all(p.with_suffix(".svg").exists() for p in (out / "plots").glob("roc_*.png"))
     for fmt in ("md", "html", "csv", "json"):
         assert (out / f"leaderboard.{fmt}").exists()
     assert (out / "leaderboard-full.md").exists() and (out / "leaderboard-full.html").exists()

@@ -1,6 +1,10 @@
-"""PNG plots of a run: privacy–utility curves, attack ROC curves, sample grids.
+"""Plots of a run: privacy–utility curves, attack ROC curves, empirical ε lower bounds
+against the claimed ε, and sample grids (the real data's beside the generators').
 
 Matplotlib with the Agg backend (no display needed, safe in worker processes).
+Every curve plot is written as a 150-dpi PNG (what the HTML board embeds) and an
+SVG beside it (for papers); a generator keeps one colour in every plot and an ε
+one line style and marker, so a reader can follow a cell from plot to plot.
 ROC curves use log-log axes because what matters for membership inference is
 the true-positive rate at *low* false-positive rates (Carlini et al., 2022);
 a linear ROC hides exactly that region.
@@ -26,7 +30,8 @@ from ..budget import format_epsilon  # noqa: E402
 from ..imageset import ImageSet  # noqa: E402
 from ..safe_load import inside  # noqa: E402
 
-__all__ = ["sample_grid", "privacy_utility_plots", "roc_plots", "sample_grid_plots", "make_plots", "slug"]
+__all__ = ["sample_grid", "privacy_utility_plots", "roc_plots", "epsilon_bound_plots", "sample_grid_plots",
+           "make_plots", "slug"]
 
 log = logging.getLogger("ppds.report")
 
@@ -39,45 +44,80 @@ def sample_grid(images: ImageSet, path: str | Path, title: str = "", per_class: 
                 max_classes: int = 10) -> Path:
     """A mosaic with one row per class (up to ``max_classes``), ``per_class`` images each.
 
-    Tiled in numpy and drawn with one ``imshow``: a grid of subplots costs
-    seconds per figure, and a run draws one per cell.
+    Tiled by ``torchvision.utils.make_grid`` (a class with fewer images leaves
+    blanks) and drawn with one ``imshow``: a grid of subplots costs seconds per
+    figure, and a run draws one per cell.
     """
+    import torch
+    from torchvision.utils import make_grid
+
     path = Path(path)
-    arr = images.to_uint8()  # N×C×H×W
+    imgs = images.images.clamp(0, 1).float()
     labels = images.labels.numpy()
     classes = [c for c in range(images.num_classes) if (labels == c).any()][:max_classes]
-    c_, h, w = arr.shape[1:]
+    c_, h, w = imgs.shape[1:]
     pad = max(1, h // 8)
-    rows = [np.flatnonzero(labels == c)[:per_class] for c in classes] or [np.arange(min(len(arr), per_class))]
-    mosaic = np.full((len(rows) * (h + pad) + pad, per_class * (w + pad) + pad, max(c_, 1)), 255, np.uint8)
+    rows = [np.flatnonzero(labels == c)[:per_class] for c in classes] or [np.arange(min(len(imgs), per_class))]
+    tiles = torch.ones((len(rows) * per_class, c_, h, w))
     for r, idx in enumerate(rows):
-        for k, i in enumerate(idx):
-            y, x = pad + r * (h + pad), pad + k * (w + pad)
-            mosaic[y : y + h, x : x + w, :] = np.transpose(arr[i], (1, 2, 0))
+        tiles[r * per_class : r * per_class + len(idx)] = imgs[torch.as_tensor(idx, dtype=torch.long)]
+    mosaic = make_grid(tiles, nrow=per_class, padding=pad, pad_value=1.0)  # 3×H×W (grey repeated)
+    mosaic = (mosaic.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     scale = 0.9 / max(h, w) * 8
     fig, ax = plt.subplots(figsize=(max(2.0, per_class * scale * w / 8 + 1), max(1.5, len(rows) * scale * h / 8 + 0.6)))
-    if mosaic.shape[2] == 1:
+    if c_ == 1:
         ax.imshow(mosaic[:, :, 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     else:
         ax.imshow(mosaic[:, :, :3], interpolation="nearest")
     ax.set_xticks([])
     if classes:
         ax.set_yticks([pad + r * (h + pad) + h / 2 for r in range(len(rows))])
-        ax.set_yticklabels([images.class_names[c] for c in classes], fontsize=6)
+        ax.set_yticklabels([images.class_names[c] for c in classes], fontsize=7)
     else:
         ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=7)
+        ax.set_title(title, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    _save(fig, path)
+    _save(fig, path, vector=False)
     return path
 
 
-def _save(fig, path: Path) -> None:
-    """PNG through :func:`~ppds_core.atomic.atomic_open`: a planted link cannot redirect it."""
+#: legible at a column's width in a paper: axis labels, ticks, legends, titles; SVG text
+#: stays text (editable, searchable) instead of outlines
+_FONTS = {"svg.fonttype": "none", "font.size": 9, "axes.labelsize": 9, "xtick.labelsize": 8,
+          "ytick.labelsize": 8, "legend.fontsize": 8, "axes.titlesize": 10}
+#: a line style and marker per ε (finite ε beyond these cycle through the rest)
+_EPS_STYLES = {1.0: (":", "v"), 10.0: ("--", "s"), math.inf: ("-", "o")}
+_MORE_STYLES = [("-.", "^"), ((0, (3, 1, 1, 1)), "D"), ((0, (5, 2)), "P"), ((0, (1, 1)), "X")]
+
+
+class _Styles:
+    """One colour per generator, one (line style, marker) per ε, stable across a run's plots."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        gens = sorted({str(r.get("generator")) for r in rows if r.get("generator")})
+        cmap = plt.get_cmap("tab10")
+        self.colours = {g: cmap(i % 10) for i, g in enumerate(gens)}
+        extra = sorted({float(r["epsilon"]) for r in rows if isinstance(r.get("epsilon"), (int, float))}
+                       - set(_EPS_STYLES))
+        self.eps = dict(_EPS_STYLES) | {e: _MORE_STYLES[i % len(_MORE_STYLES)] for i, e in enumerate(extra)}
+
+    def colour(self, generator: str):
+        return self.colours.get(str(generator), "0.3")
+
+    def line(self, epsilon: float) -> tuple[Any, str]:
+        return self.eps.get(float(epsilon), ("-", "o"))
+
+
+def _save(fig, path: Path, vector: bool = True) -> None:
+    """PNG at 150 dpi (and, with ``vector``, an SVG beside it) through
+    :func:`~ppds_core.atomic.atomic_open`: a planted link cannot redirect either."""
     with atomic_open(path) as fh:
-        fig.savefig(fh, format="png", dpi=100)
+        fig.savefig(fh, format="png", dpi=150)
+    if vector:
+        with atomic_open(path.with_suffix(".svg")) as fh:
+            fig.savefig(fh, format="svg")
     plt.close(fig)
 
 
@@ -89,10 +129,16 @@ def _eps_positions(eps_values: Iterable[float]) -> dict[float, float]:
     return pos
 
 
-def privacy_utility_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """One PNG per (dataset, metric): ε vs the metric, one line per generator, ±std over seeds."""
+def privacy_utility_plots(rows: list[dict[str, Any]], out_dir: Path,
+                          styles: _Styles | None = None) -> list[Path]:
+    """One plot per (dataset, metric): ε vs the metric, one line per generator (its colour),
+    ±std over seeds; the real-data row, when measured, as a grey horizontal line."""
     import pandas as pd
 
+    styles = styles or _Styles(rows)
+    real = {(r["dataset"], r["name"]): r["value"] for r in rows
+            if r.get("kind") == "metric" and r.get("status") == "ok" and r.get("reference_data")
+            and isinstance(r.get("value"), (int, float))}
     ok = [r for r in rows if r.get("kind") == "metric" and r.get("status") == "ok"
           and not r.get("reference_data")]
     if not ok:
@@ -105,7 +151,10 @@ def privacy_utility_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Pat
         for gen, g in part.groupby("generator", sort=True):
             stats = g.groupby("epsilon")["value"].agg(["mean", "std"]).sort_index()
             xs = [pos[e] for e in stats.index]
-            ax.errorbar(xs, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=gen)
+            ax.errorbar(xs, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3,
+                        label=gen, color=styles.colour(gen))
+        if (dataset, name) in real:
+            ax.axhline(real[(dataset, name)], color="0.45", ls="--", lw=1, label="real data")
         hib = part["higher_is_better"].dropna()
         arrow = "" if hib.empty else (" ↑" if bool(hib.iloc[0]) else " ↓")
         ax.set_xscale("log")
@@ -115,8 +164,8 @@ def privacy_utility_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Pat
         ax.minorticks_off()
         ax.set_xlabel("target ε (∞ = non-private)")
         ax.set_ylabel(f"{name}{arrow}")
-        ax.set_title(f"{dataset}: privacy–utility, {name}", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.set_title(f"{dataset}: privacy–utility, {name}")
+        ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out_dir / f"privacy-utility_{slug(dataset)}_{slug(name)}.png"
@@ -129,14 +178,16 @@ def _run_dir(row: dict[str, Any]) -> Path:
     return Path(row.get("_run_dir", "."))
 
 
-def roc_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """One log-log ROC per (dataset, attack) from the ``scores.npz`` attacks leave behind.
+def roc_plots(rows: list[dict[str, Any]], out_dir: Path, styles: _Styles | None = None) -> list[Path]:
+    """One log-log ROC per (dataset, attack) from the ``scores.npz`` attacks leave behind,
+    by :func:`ppds_core.evaluation.roc_curve`, each curve's AUC in its legend entry.
 
     Rows carry ``_run_dir`` (added by the leaderboard's loader); ``scores`` is
     relative to it.
     """
-    from sklearn.metrics import roc_curve
+    from ..evaluation.roc import auc, roc_curve
 
+    styles = styles or _Styles(rows)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     seen: set[tuple[Path, str]] = set()
     for r in rows:
@@ -149,9 +200,10 @@ def roc_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         groups.setdefault((r["dataset"], r.get("evaluator", r["name"])), []).append(r)
     paths = []
     for (dataset, attack), group in sorted(groups.items()):
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        fig, ax = plt.subplots(figsize=(5, 5))
         drawn = 0
         floor = 1.0
+        seeds = {r["seed"] for r in group}
         for r in sorted(group, key=lambda r: (r["generator"], r["epsilon"], r["seed"])):
             try:
                 scores_file = inside(r["scores"], _run_dir(r), "a results row's `scores`")
@@ -159,29 +211,32 @@ def roc_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
                     scores, member = np.asarray(z["scores"], float), np.asarray(z["is_member"], bool)
                 if member.all() or not member.any():
                     continue
-                fpr, tpr, _ = roc_curve(member, scores)
+                curve = roc_curve(scores, member)
             except Exception as err:  # a bad score file costs its curve, not the plot
                 log.warning("skipping ROC of %s: %s", r["scores"], err)
                 continue
             eps = format_epsilon(r["epsilon"])
             # the smallest FPR this many non-members can resolve sets the left edge
-            floor = min(floor, 1.0 / max(1, int((~member).sum())))
-            ax.plot(np.clip(fpr, 1e-6, 1), np.clip(tpr, 1e-6, 1), lw=1,
-                    label=f"{r['generator']} ε={eps} s{r['seed']}")
+            floor = min(floor, 1.0 / max(1, curve.n_nonmembers))
+            ls, marker = styles.line(r["epsilon"])
+            seed = f" s{r['seed']}" if len(seeds) > 1 else ""
+            ax.plot(np.clip(curve.fpr, 1e-6, 1), np.clip(curve.tpr, 1e-6, 1), lw=1.3, ls=ls,
+                    color=styles.colour(r["generator"]),
+                    label=f"{r['generator']} ε={eps}{seed} (AUC {auc(curve):.3f})")
             drawn += 1
         if not drawn:
             plt.close(fig)
             continue
         grid = np.logspace(-6, 0, 60)
-        ax.plot(grid, grid, "k--", lw=0.7, label="chance")
+        ax.plot(grid, grid, color="0.5", ls=(0, (1, 2)), lw=0.8, label="chance")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(floor / 2, 1)
         ax.set_ylim(floor / 2, 1)
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
-        ax.set_title(f"{dataset}: {attack} ROC (log-log)", fontsize=9)
-        ax.legend(fontsize=6)
+        ax.set_title(f"{dataset}: {attack} ROC (log-log)")
+        ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         path = out_dir / f"roc_{slug(dataset)}_{slug(attack)}.png"
         _save(fig, path)
@@ -189,15 +244,73 @@ def roc_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     return paths
 
 
+def epsilon_bound_plots(rows: list[dict[str, Any]], out_dir: Path,
+                        styles: _Styles | None = None) -> list[Path]:
+    """One plot per dataset: each attack's empirical ε lower bound against the ε the cell
+    spent (one point per cell and attack; finite ε only). A point above the diagonal
+    would be a measured violation of the claim; the board flags it too."""
+    styles = styles or _Styles(rows)
+    points: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if (r.get("status") == "ok" and str(r.get("name", "")).endswith("epsilon-lb")
+                and isinstance(r.get("value"), (int, float))
+                and isinstance(r.get("epsilon_spent"), (int, float))
+                and math.isfinite(r["epsilon_spent"]) and not r.get("reference_data")):
+            points.setdefault(r["dataset"], []).append(r)
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    paths = []
+    for dataset, pts in sorted(points.items()):
+        attacks = sorted({p["name"][: -len("-epsilon-lb")].rstrip("-") or p["name"] for p in pts})
+        fig, ax = plt.subplots(figsize=(5, 4))
+        top = max([p["epsilon_spent"] for p in pts] + [p["value"] for p in pts] + [1.0]) * 1.1
+        ax.plot([0, top], [0, top], color="0.3", lw=1, ls="--", label="ε lower bound = ε spent (violation above)")
+        gens_drawn: set[str] = set()
+        for p in pts:
+            attack = p["name"][: -len("-epsilon-lb")].rstrip("-") or p["name"]
+            m = markers[attacks.index(attack) % len(markers)]
+            ax.scatter(p["epsilon_spent"], p["value"], marker=m, s=28, color=styles.colour(p["generator"]),
+                       edgecolors="red" if p["value"] > p["epsilon_spent"] else "none", zorder=3)
+            gens_drawn.add(p["generator"])
+        for g in sorted(gens_drawn):  # legend: colours = generators, markers = attacks
+            ax.scatter([], [], color=styles.colour(g), marker="o", label=g)
+        for i, a in enumerate(attacks):
+            ax.scatter([], [], color="0.4", marker=markers[i % len(markers)], label=a)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_xlabel("ε spent (the ledger's, recomputed by the core)")
+        ax.set_ylabel("empirical ε lower bound (95 %)")
+        ax.set_title(f"{dataset}: measured leakage vs the privacy claim")
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / f"epsilon-bounds_{slug(dataset)}.png"
+        _save(fig, path)
+        paths.append(path)
+    return paths
+
+
 def sample_grid_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """A sample grid per cell, named by dataset, generator, ε and seed."""
+    """A sample grid per cell, named by dataset, generator, ε and seed, and the real data's
+    (``samples_<dataset>_real-data_seed<s>.png``, drawn by the runner from the private
+    split the generators were trained on) to put beside them."""
     paths = []
     seen: set[str | None] = set()
     for r in rows:
         cell = r.get("cell")
-        if not cell or cell in seen or r.get("reference_data"):
+        if not cell or cell in seen:
             continue
         seen.add(cell)
+        if r.get("reference_data"):
+            real = _run_dir(r) / "cells" / cell / "samples.png"
+            if real.exists():
+                try:
+                    real = inside(real, _run_dir(r), f"cell {cell}'s samples.png")
+                    path = out_dir / f"samples_{slug(r['dataset'])}_real-data_seed{r['seed']}.png"
+                    atomic_write_bytes(path, real.read_bytes())
+                    paths.append(path)
+                except Exception as err:
+                    log.warning("no real-data grid for %s: %s", real, err)
+            continue
         npz = _run_dir(r) / "cells" / cell / "samples.npz"
         if not npz.exists():
             continue
@@ -226,10 +339,15 @@ def make_plots(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for fn in (lambda: privacy_utility_plots(rows, out_dir), lambda: roc_plots(rows, out_dir),
-               lambda: sample_grid_plots(rows, out_dir)):
+    styles = _Styles(rows)
+    with plt.rc_context(_FONTS):
+        for fn in (privacy_utility_plots, roc_plots, epsilon_bound_plots):
+            try:
+                paths.extend(fn(rows, out_dir, styles))
+            except Exception:  # one broken plot must not cost the others or the leaderboard
+                log.exception("a plot failed in %s", out_dir)
         try:
-            paths.extend(fn())
-        except Exception:  # one broken plot must not cost the others or the leaderboard
+            paths.extend(sample_grid_plots(rows, out_dir))
+        except Exception:
             log.exception("a plot failed in %s", out_dir)
     return paths
