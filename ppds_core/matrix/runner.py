@@ -202,6 +202,7 @@ class _Runner:
         outcome: FitOutcome | None = None
         if cell.is_reference_data:
             synthetic = splits.private
+            _real_data_grid(cell, cell_dir, splits.private)
         else:
             try:
                 if cell.budget.is_private:
@@ -380,3 +381,19 @@ def run_matrix(
                  summary.seconds, summary.fits, summary.loaded, summary.computed, summary.cached,
                  len(summary.failed))
     return summary
+
+def _real_data_grid(cell: Cell, cell_dir: Path, private: ImageSet) -> None:
+    """``samples.png`` of the real-data row: 8 images per class of the private split, the
+    grid the generators' grids are compared with (plots/samples_<dataset>_real-data_*.png).
+    A picture, never the data: the split itself stays in memory. Best effort: a failure
+    costs the picture, not the cell."""
+    path = cell_dir / "samples.png"
+    if path.exists():
+        return
+    try:
+        from ..report.plots import sample_grid
+
+        sample_grid(private, path, title=f"{cell.dataset_name} · real data (private split)")
+    except Exception as err:  # a picture must not fail the reference row
+        _reraise_storage(err)
+        log.warning("no real-data grid for %s: %s", cell.label(), err)
