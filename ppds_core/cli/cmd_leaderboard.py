@@ -1,8 +1,10 @@
-"""`ppds leaderboard DIR [DIR …] [--format md|html|csv|json] [--output FILE] [--smoke] [--full]`.
+"""`ppds leaderboard DIR [DIR …] [--format md|html|csv|json|tex] [--output FILE] [--smoke] [--full]`.
 
-The table (terminal, md, html) is compact by default: each attack reports many
-numbers, so only its headline measurements and any raised violation flag get a
-column; ``--full`` shows every one. csv and json always carry everything.
+The table (terminal, md, html, tex) is compact by default: each attack reports
+many numbers, so only its headline measurements and any raised violation flag
+get a column; ``--full`` shows every one. csv and json always carry everything.
+Without ``--format`` a terminal gets tables fitted to its width and a pipe or
+file gets the complete Markdown board.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ._output import console
 
-FORMATS = ("md", "html", "csv", "json")  # report.leaderboard.FORMATS, without importing pandas
+FORMATS = ("md", "html", "csv", "json", "tex")  # report.leaderboard.FORMATS, without importing pandas
 
 ORDER = 40
 
@@ -28,17 +30,19 @@ def register(sub) -> None:
                     "bound) and every raised violation flag; --full shows every measurement. csv and json "
                     "always carry every measurement.")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="run folders (several are merged into one board)")
-    p.add_argument("--format", choices=FORMATS, help="md, html, csv or json (default: a table in the terminal)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="md, html, csv, json or tex (LaTeX, booktabs); default: tables fitted to the terminal, "
+                        "or the Markdown board when standard output is not a terminal")
     p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument("--smoke", action="store_true", help="show the smoke-run rows (never mixed with real ones)")
     p.add_argument("--title", help="title of the board")
     p.add_argument("--full", action="store_true",
-                   help="one column per attack measurement (terminal, md, html); default: headlines only")
+                   help="one column per attack measurement (terminal, md, html, tex); default: headlines only")
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    from ..report.leaderboard import build_board, load_rows, render, render_rich
+    from ..report.leaderboard import build_board, load_rows, print_board, render
 
     rows = load_rows(args.dirs)
     part = [r for r in rows if bool(r.get("smoke")) == args.smoke]
@@ -51,7 +55,7 @@ def _run(args) -> int:
     again = ["ppds", "leaderboard", *args.dirs, *(["--smoke"] if args.smoke else []), "--full"]
     board.full_hint = f"`{shlex.join(again)}`, or --format csv / json"
     if args.format is None:
-        console.print(render_rich(board, full=args.full))
+        print_board(board, console, full=args.full)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         if args.format == "html":

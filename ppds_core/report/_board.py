@@ -1,10 +1,14 @@
 """The leaderboard's model: results rows → a :class:`Board` (aggregated over seeds, best marked).
 
 One :class:`BoardRow` per (dataset, generator, ε) with one :class:`Entry` per
-measurement name; reference rows (ε = ∞, real data) are flagged, never marked
-best. Smoke rows are never merged with real rows. The rows' own fields decide
-what is a reference, a headline and a violation flag (:mod:`ppds_core.matrix.row`);
-this module only aggregates them. Rendering lives in :mod:`._render`.
+measurement name (mean, std over seeds, the rows' ``ci_low`` / ``ci_high``);
+reference rows (ε = ∞, real data) are flagged, never marked best; best marks
+are per (dataset, ε) (:mod:`._marks`). A skipped evaluator's row sits in the
+columns of the names that evaluator measures elsewhere, and the reasons are
+grouped (:mod:`._reasons`). Smoke rows are never merged with real rows. The
+rows' own fields decide what is a reference, a headline and a violation flag
+(:mod:`ppds_core.matrix.row`); this module only aggregates them. Rendering
+lives in :mod:`._render`, :mod:`._tex` and :mod:`._terminal`.
 """
 
 from __future__ import annotations
@@ -20,47 +24,15 @@ from ..budget import format_epsilon
 from ..errors import ConfigError
 from ..matrix.results import REQUIRED_KEYS, read_results
 from ..matrix.row import is_reference, resolve_headlines, role_of
+from ._entry import Entry, fmt_interval, fmt_value
+from ._marks import is_bound, mark_best
+from ._provenance import provenance_line
+from ._reasons import Reason, expand_evaluator_rows, group_reasons
 
-__all__ = ["Board", "BoardRow", "Column", "Entry", "SEEDED_NOISE_WARNING", "SMOKE_TITLE", "build_board",
-           "load_rows"]
+__all__ = ["Board", "BoardRow", "Column", "Entry", "Reason", "SEEDED_NOISE_WARNING", "SMOKE_TITLE",
+           "build_board", "fmt_interval", "fmt_value", "load_rows"]
 
 SMOKE_TITLE = "SMOKE RUN — not a result (every training cut to a few steps)"
-
-
-@dataclass
-class Entry:
-    """One table cell: a measurement of one (dataset, generator, ε) over its seeds."""
-
-    mean: float | None = None
-    std: float | None = None
-    n_ok: int = 0
-    n_failed: int = 0
-    n_skipped: int = 0
-    error: str | None = None
-    best: bool = False
-
-    @property
-    def status(self) -> str:
-        if self.n_ok:
-            return "ok"
-        if self.n_failed:
-            return "failed"
-        if self.n_skipped:
-            return "skipped"
-        return "missing"
-
-    def text(self) -> str:
-        if self.status == "ok":
-            s = f"{self.mean:.4g}" + (f" ± {self.std:.2g}" if self.std is not None else "")
-            bad = self.n_failed + self.n_skipped
-            if bad:
-                s += f" ({bad}/{bad + self.n_ok} {'failed' if self.n_failed else 'skipped'})"
-            return s
-        return {"failed": "failed", "skipped": "skipped", "missing": "—"}[self.status]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": self.std, "n": self.n_ok, "failed": self.n_failed,
-                "skipped": self.n_skipped, "status": self.status, "best": self.best, "error": self.error}
 
 
 @dataclass
@@ -72,6 +44,15 @@ class Column:
     headline: bool = True
     #: a claim check (some row's ``role`` is ``violation``): the compact view keeps it once raised
     violation: bool = False
+    #: a one-sided bound (some row's value is an end of its own interval, e.g. an ε lower bound)
+    bound: bool = False
+    #: the plugin that measured it (the terminal shows one headline per evaluator first)
+    evaluator: str | None = None
+
+    @property
+    def ranked(self) -> bool:
+        """Whether a best mark means anything: a direction, and neither a flag nor a bound."""
+        return self.higher_is_better is not None and not self.violation and not self.bound
 
     @property
     def header(self) -> str:
@@ -118,6 +99,10 @@ class Board:
     seeded_noise: list[str] = field(default_factory=list)
     #: where the compact view's note sends a reader for every column
     full_hint: str = "`ppds leaderboard DIR --full`, or the CSV / JSON"
+    #: skip and failure reasons, one per (measurement, reason) with the cells it applies to
+    reasons: list[Reason] = field(default_factory=list)
+    #: one line per source folder with a ``provenance.json`` (versions, git revision, host, date)
+    provenance: list[str] = field(default_factory=list)
 
     @property
     def main_rows(self) -> list[BoardRow]:
@@ -202,12 +187,14 @@ def build_board(rows: list[dict[str, Any]], title: str | None = None) -> Board:
                   sources=sorted({r["_run_dir"] for r in rows if "_run_dir" in r}))
     if not rows:
         return board
-    rows = _latest_per_measurement(rows)
+    board.provenance = [line for d in board.sources if (line := provenance_line(d))]
+    rows = _latest_per_measurement(expand_evaluator_rows(rows))
     df = _frame(rows)
     board.columns = _columns(df, _headline_names(rows))
     board.rows = _board_rows(df)
-    _mark_best(board)
-    _collect_notes(board, df)
+    mark_best(board)
+    board.reasons = group_reasons(df)
+    board.notes = [r.text() for r in board.reasons]
     _collect_violations(board, df)
     _collect_seeded_noise(board, df)
     return board
@@ -239,10 +226,13 @@ def _columns(df: pd.DataFrame, headlines: set[str]) -> list[Column]:
         hib = r.get("higher_is_better")
         hib = None if hib is None or (isinstance(hib, float) and math.isnan(hib)) else bool(hib)
         if name not in seen:
-            seen[name] = Column(name, r["kind"], hib, headline=name in headlines)
+            ev = r.get("evaluator")
+            seen[name] = Column(name, r["kind"], hib, headline=name in headlines,
+                                evaluator=ev if isinstance(ev, str) else None)
         elif seen[name].higher_is_better is None and hib is not None:
             seen[name].higher_is_better = hib
         seen[name].violation |= r["role"] == "violation"
+        seen[name].bound |= r["status"] == "ok" and is_bound(r)
     return list(seen.values())
 
 
@@ -267,9 +257,18 @@ def _board_rows(df: pd.DataFrame) -> list[BoardRow]:
                 n_ok=len(ok), n_failed=int((m["status"] == "failed").sum()),
                 n_skipped=int((m["status"] == "skipped").sum()),
                 error=str(errors.iloc[0]) if len(errors) else None,
+                ci_low=_mean_of(m, "ci_low", ok.index), ci_high=_mean_of(m, "ci_high", ok.index),
             )
         out.append(row)
     return out
+
+
+def _mean_of(m: pd.DataFrame, key: str, index) -> float | None:
+    """Mean of a numeric extra (``ci_low``, ``ci_high``) over the ok rows that carry it."""
+    if key not in m:
+        return None
+    v = pd.to_numeric(m.loc[index, key], errors="coerce").dropna()
+    return float(v.mean()) if len(v) else None
 
 
 #: what the board says above the tables when some ledger's noise came from the public seed
@@ -283,21 +282,6 @@ def _collect_seeded_noise(board: Board, df: pd.DataFrame) -> None:
     seeded = df[df["reproducible_noise"].fillna(False).astype(bool)]
     labels = seeded[["dataset", "generator", "epsilon"]].drop_duplicates().itertuples(index=False)
     board.seeded_noise = [f"{d} / {g} / ε={format_epsilon(e)}" for d, g, e in labels]
-
-
-def _mark_best(board: Board) -> None:
-    for col in board.columns:
-        if col.higher_is_better is None:
-            continue
-        for dataset in dict.fromkeys(r.dataset for r in board.main_rows):
-            cand = [r.entries[col.name] for r in board.main_rows
-                    if r.dataset == dataset and col.name in r.entries and r.entries[col.name].mean is not None]
-            if not cand:
-                continue
-            pick = max if col.higher_is_better else min
-            best = pick(e.mean for e in cand)  # type: ignore[type-var]
-            for e in cand:
-                e.best = math.isclose(e.mean, best, rel_tol=1e-12, abs_tol=1e-15)  # type: ignore[arg-type]
 
 
 def _collect_violations(board: Board, df: pd.DataFrame) -> None:
@@ -319,14 +303,3 @@ def _collect_violations(board: Board, df: pd.DataFrame) -> None:
         who = r.get("evaluator")  # the plugin that raised it; the name itself for old rows
         who = who if isinstance(who, str) and who else r["name"]
         board.violations.append(f"{r['dataset']} / {r['generator']} / ε={eps} / seed {r['seed']} — {who}{detail}")
-
-
-def _collect_notes(board: Board, df: pd.DataFrame) -> None:
-    bad = df[df["status"].isin(["failed", "skipped"])]
-    seen = set()
-    for _, r in bad.iterrows():
-        eps = format_epsilon(r["epsilon"])
-        note = f"{r['status']}: {r['dataset']} / {r['generator']} / ε={eps} / seed {r['seed']} — {r['name']}: {r['error']}"
-        if note not in seen:
-            seen.add(note)
-            board.notes.append(note)

@@ -1,8 +1,9 @@
-"""The leaderboard's views: a :class:`~._board.Board` as Markdown, HTML, CSV, JSON or rich tables.
+"""The leaderboard's views: a :class:`~._board.Board` as Markdown, HTML, CSV, JSON or LaTeX.
 
-Markdown, HTML and the terminal are compact unless ``full``: of the attack
-columns they keep the headlines and every raised violation flag
-(:func:`_shown`); CSV and JSON always carry every measurement.
+Markdown, HTML, LaTeX and the terminal (:mod:`._terminal`) are compact unless
+``full``: of the attack columns they keep the headlines and every raised
+violation flag (:func:`_shown`); CSV and JSON always carry every measurement
+and every number of it (mean, std, CI ends, seed count, marks).
 """
 
 from __future__ import annotations
@@ -19,12 +20,20 @@ from ..budget import encode_float, format_epsilon
 from ..errors import ConfigError
 from ._board import SEEDED_NOISE_WARNING, Board, BoardRow, Column, Entry
 
-__all__ = ["FORMATS", "FULL_FORMATS", "render", "render_csv", "render_html", "render_json", "render_md",
-           "render_rich"]
+__all__ = ["FORMATS", "FULL_FORMATS", "LEGEND", "cell_text", "render", "render_csv", "render_html",
+           "render_json", "render_md"]
 
-FORMATS = ("md", "html", "csv", "json")
-#: formats with a compact and a full view; csv and json always carry every measurement
+FORMATS = ("md", "html", "csv", "json", "tex")
+#: formats a run writes in a compact and a full view (``leaderboard-full.*``); tex is compact in a
+#: run folder (a paper table), ``--full`` works for it too; csv and json carry every measurement
 FULL_FORMATS = ("md", "html")
+
+#: what the marks and numbers mean (Markdown; the other views adapt the markup)
+LEGEND = ("↑ higher is better, ↓ lower is better. **Bold**: the best private row of its dataset at "
+          "that ε; ≈: best, but within noise (the runner-up lies inside its confidence interval, or "
+          "within ± one std over seeds). Never marked: ties, violation flags, and one-sided bounds "
+          "(a value at an end of its own interval, e.g. an empirical ε lower bound). Numbers are "
+          "mean ± std over seeds, or the value and its confidence interval [lo, hi] (one seed).")
 
 
 _SECTIONS = (("metric", "Utility and other metrics"), ("attack", "Attacks (privacy)"))
@@ -77,16 +86,29 @@ def _compact_note(board: Board, full: bool) -> str | None:
             f"({len(shown)} of {len(attack)} attack columns). Every column: {board.full_hint}.")
 
 
+def cell_text(e: Entry, bold: tuple[str, str] = ("**", "**")) -> str:
+    """An entry with its mark: ``bold`` around the best, `` ≈`` after a best within noise."""
+    text = e.text()
+    if e.best:
+        return f"{bold[0]}{text}{bold[1]}"
+    return f"{text} ≈" if e.within_noise else text
+
+
 def _table_md(board: Board, rows: list[BoardRow], columns: list[Column]) -> list[str]:
     head = ["dataset", "generator", "ε", "ε spent", "seeds"] + [c.header for c in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r.dataset, r.generator, r.epsilon_text, r.spent_text, str(r.seeds)]
-        for c in columns:
-            e = r.entries.get(c.name, Entry())
-            cells.append(f"**{e.text()}**" if e.best else e.text())
+        cells += [cell_text(r.entries.get(c.name, Entry())) for c in columns]
         lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
     return lines
+
+
+def _reasons_md(board: Board) -> list[str]:
+    """One bullet per (status, measurement, reason), naming the cells it applies to."""
+    return ["## Failed and skipped", ""] + [
+        f"- **{r.status}** `{r.name}` — {r.n_cells} cell{'s' if r.n_cells != 1 else ''} "
+        f"({r.cells_text()}): {r.error}" for r in board.reasons]
 
 
 def render_md(board: Board, full: bool = False) -> str:
@@ -101,8 +123,7 @@ def render_md(board: Board, full: bool = False) -> str:
                 "exceeds the ε the ledger claims:", ">"] + [f"> - {v}" for v in board.violations] + [""]
     if board.seeded_noise:
         out += [f"> **{SEEDED_NOISE_WARNING}:** " + ", ".join(board.seeded_noise) + ".", ""]
-    out += ["↑ higher is better, ↓ lower is better; **bold** = best private row of its dataset; "
-            "mean ± std over seeds.", ""]
+    out += [LEGEND, ""]
     note = _compact_note(board, full)
     out += [note, ""] if note else []
     for title, rows, cols in _tables(board, board.main_rows, full):
@@ -114,8 +135,8 @@ def render_md(board: Board, full: bool = False) -> str:
         for title, rows, cols in _tables(board, board.reference_rows, full):
             if rows:
                 out += [f"### {title}", ""] + _table_md(board, rows, cols) + [""]
-    if board.notes:
-        out += ["## Failed and skipped", ""] + [f"- {n}" for n in board.notes]
+    if board.reasons:
+        out += _reasons_md(board)
     if board.sources:
         out += ["", "Sources: " + ", ".join(f"`{s}`" for s in board.sources)]
     return "\n".join(out) + "\n"
@@ -126,7 +147,8 @@ table{border-collapse:collapse;margin:1em 0;font-size:14px}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f0f0f0;cursor:pointer;user-select:none}
 td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}
-td.best{font-weight:bold;background:#e8f5e9}td.failed{color:#b00020}td.skipped{color:#888}
+td.best{font-weight:bold;background:#e8f5e9}td.noise{background:#f5f9f5}td.failed{color:#b00020}
+td.skipped{color:#888}footer{margin-top:2em;color:#666;font-size:13px}
 .smoke{background:#fff3cd;border:1px solid #e0c060;padding:.6em}
 img{max-width:480px;margin:4px;border:1px solid #ddd}
 .plots{display:flex;flex-wrap:wrap}"""
@@ -150,15 +172,28 @@ def _table_html(board: Board, rows: list[BoardRow], columns: list[Column]) -> st
                f'<td data-v="{eps_v}">{esc(r.epsilon_text)}</td>', f"<td>{esc(r.spent_text)}</td>",
                f"<td>{r.seeds}</td>"]
         for c in columns:
-            e = r.entries.get(c.name, Entry())
-            cls = "best" if e.best else e.status
-            title = f' title="{esc(e.error)}"' if e.error else ""
-            v = f' data-v="{e.mean}"' if e.mean is not None else ""
-            body = f"<strong>{esc(e.text())}</strong>" if e.best else esc(e.text())
-            tds.append(f'<td class="{cls}"{v}{title}>{body}</td>')
+            tds.append(_td_html(r.entries.get(c.name, Entry())))
         out.append("<tr>" + "".join(tds) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def _td_html(e: Entry) -> str:
+    """One cell; a skip or failure reason is its tooltip, cut short (the list below has it whole)."""
+    esc = html.escape
+    cls = "best" if e.best else "noise" if e.within_noise else e.status
+    title = e.error or ("best, but the runner-up lies within its noise" if e.within_noise else "")
+    title = title if len(title) <= 120 else title[:119] + "…"
+    title = f' title="{esc(title)}"' if title else ""
+    v = f' data-v="{e.mean}"' if e.mean is not None else ""
+    body = f"<strong>{esc(e.text())}</strong>" if e.best else esc(e.text()) + (" ≈" if e.within_noise else "")
+    return f'<td class="{cls}"{v}{title}>{body}</td>'
+
+
+def _md_html(text: str) -> str:
+    """The legend's Markdown (``**bold**``, `code`) as HTML, escaped."""
+    chunks = html.escape(text).split("**")
+    return _code_spans("".join(f"<b>{c}</b>" if i % 2 else c for i, c in enumerate(chunks)))
 
 
 def _code_spans(text: str) -> str:
@@ -184,8 +219,7 @@ def render_html(board: Board, full: bool = False) -> str:
         if board.seeded_noise:
             parts.append(f'<div class="smoke"><b>{_code_spans(esc(SEEDED_NOISE_WARNING))}:</b> '
                          + esc(", ".join(board.seeded_noise)) + ".</div>")
-        parts.append("<p>↑ higher is better, ↓ lower is better; <b>bold</b> = best private row of its dataset; "
-                     "mean ± std over seeds. Click a column header to sort.</p>")
+        parts.append(f"<p>{_md_html(LEGEND)} Click a column header to sort.</p>")
         note = _compact_note(board, full)
         if note:
             parts.append(f"<p>{_code_spans(esc(note))}</p>")
@@ -199,8 +233,11 @@ def render_html(board: Board, full: bool = False) -> str:
             for title, rows, cols in _tables(board, board.reference_rows, full):
                 if rows:
                     parts.append(f"<h3>{esc(title)}</h3>" + _table_html(board, rows, cols))
-    if board.notes:
-        parts.append("<h2>Failed and skipped</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in board.notes) + "</ul>")
+    if board.reasons:
+        parts.append("<h2>Failed and skipped</h2><ul>" + "".join(
+            f"<li><b>{esc(r.status)}</b> <code>{esc(r.name)}</code> — {r.n_cells} "
+            f"cell{'s' if r.n_cells != 1 else ''} ({esc(r.cells_text())}): {esc(r.error)}</li>"
+            for r in board.reasons) + "</ul>")
     if board.plots:
         parts.append('<h2>Plots</h2><div class="plots">')
         for p in board.plots:
@@ -210,6 +247,9 @@ def render_html(board: Board, full: bool = False) -> str:
         parts.append("</div>")
     if board.sources:
         parts.append("<p>Sources: " + ", ".join(f"<code>{esc(s)}</code>" for s in board.sources) + "</p>")
+    if board.provenance:
+        parts.append('<footer class="provenance">' + "<br>".join(esc(line) for line in board.provenance)
+                     + "</footer>")
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts) + "\n"
 
@@ -225,8 +265,12 @@ def _flat(board: Board) -> list[dict[str, Any]]:
             e = r.entries.get(c.name, Entry())
             d[c.name] = e.mean
             d[f"{c.name} std"] = e.std
+            d[f"{c.name} ci_low"] = e.ci_low
+            d[f"{c.name} ci_high"] = e.ci_high
+            d[f"{c.name} n_seeds"] = e.n_ok
             d[f"{c.name} status"] = e.status
             d[f"{c.name} best"] = e.best
+            d[f"{c.name} within_noise"] = e.within_noise
         out.append(d)
     return out
 
@@ -242,55 +286,20 @@ def render_json(board: Board) -> str:
                     | {"values": {c.name: r.entries.get(c.name, Entry()).to_dict() for c in board.columns}})
     data = {"title": board.title, "smoke": board.smoke,
             "columns": [{"name": c.name, "kind": c.kind, "higher_is_better": c.higher_is_better,
-                         "headline": c.headline} for c in board.columns],
-            "rows": rows, "notes": board.notes, "violations": board.violations, "sources": board.sources}
+                         "headline": c.headline, "violation": c.violation, "bound": c.bound,
+                         "ranked": c.ranked} for c in board.columns],
+            "rows": rows, "notes": board.notes, "reasons": [r.to_dict() for r in board.reasons],
+            "violations": board.violations, "sources": board.sources, "provenance": board.provenance}
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def render(board: Board, fmt: str, full: bool = False) -> str:
-    """``fmt`` text of the board; ``full`` matters for md and html only (csv and json hold every column)."""
-    if fmt in FULL_FORMATS:
-        return {"md": render_md, "html": render_html}[fmt](board, full)
+    """``fmt`` text of the board; ``full`` matters for md, html and tex (csv and json hold every column)."""
+    if fmt in ("md", "html", "tex"):
+        from ._tex import render_tex
+
+        return {"md": render_md, "html": render_html, "tex": render_tex}[fmt](board, full)
     renderers = {"csv": render_csv, "json": render_json}
     if fmt not in renderers:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     return renderers[fmt](board)
-
-
-def render_rich(board: Board, full: bool = False):
-    """Rich tables for the terminal, transposed: one row per measurement, one column per
-    (generator, ε) — a matrix has few cells but attacks report many numbers each.
-    Compact unless ``full`` (see :func:`_compact_note`)."""
-    from rich.console import Group
-    from rich.table import Table
-
-    tables = []
-    for dataset in dict.fromkeys(r.dataset for r in board.rows):
-        rows = [r for r in board.rows if r.dataset == dataset]
-        rows = [r for r in rows if not r.reference] + [r for r in rows if r.reference]
-        t = Table(title=f"{board.title} — {dataset}" if len(board.rows) else board.title, show_lines=False)
-        t.add_column("measurement")
-        for r in rows:
-            ref = " (ref)" if r.reference else ""
-            t.add_column(f"{r.generator}\nε={r.epsilon_text}{ref}" if r.generator != "real-data" else "real-data\n(ref)",
-                         justify="right")
-        t.add_row("ε spent", *[r.spent_text for r in rows], end_section=True)
-        for _title, _rows, cols in _tables(board, rows, full):
-            for j, c in enumerate(cols):
-                cells = []
-                for r in rows:
-                    e = r.entries.get(c.name, Entry())
-                    style = {"failed": "red", "skipped": "dim"}.get(e.status)
-                    text = e.text()
-                    cells.append(f"[bold green]{text}[/]" if e.best else f"[{style}]{text}[/]" if style else text)
-                t.add_row(c.header, *cells, end_section=j == len(cols) - 1)
-        tables.append(t)
-    from rich.text import Text
-
-    note = _compact_note(board, full)
-    if note:
-        tables.append(Text(note.replace("`", ""), style="dim"))
-    if board.violations:
-        tables.append(Text("⚠ privacy claim violated (empirical ε lower bound > ε spent):\n  "
-                           + "\n  ".join(board.violations), style="bold red"))
-    return Group(*tables)
