@@ -73,10 +73,17 @@ class _DPSGDCallback(pl.Callback):
         st = self.st
         if st.finished:
             trainer.should_stop = True
-        if st.progress is None or not st.is_global_zero or not st.stepped_this_batch:
+        if not st.is_global_zero or not st.stepped_this_batch:
             return
-        if st.steps_done % st.progress_every == 0 or st.finished:
-            st.progress(st.steps_done, st.total_steps, st.progress_info())
+        if (st.progress is None and not trainer.loggers) or not (
+                st.steps_done % st.progress_every == 0 or st.finished):
+            return
+        info = st.progress_info()
+        if st.progress is not None:
+            st.progress(st.steps_done, st.total_steps, info)
+        metrics = {f"dp/{k}": float(v) for k, v in info.items() if isinstance(v, (int, float))}
+        for lg in trainer.loggers:  # opt-in trackers (trainer: {logger: …}): ε spent per step
+            lg.log_metrics(metrics, step=st.steps_done)
 
     def state_dict(self) -> dict[str, Any]:
         return self.st.state_dict()

@@ -23,6 +23,7 @@ from pytorch_lightning.overrides.distributed import _sync_module_states
 from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy, Strategy
 
 from ..errors import ConfigError, did_you_mean
+from ._loggers import build_logger, check_logger_option
 
 __all__ = ["DPDDPStrategy", "build_trainer", "ENGINE_OWNED_TRAINER_KEYS"]
 
@@ -116,6 +117,7 @@ def check_trainer_options(cfg: dict[str, Any], where: str = "trainer") -> None:
         key = unknown[0]
         raise ConfigError(f"{where}.{key}: not an option of Lightning's Trainer"
                           f"{did_you_mean(str(key), sorted(known))}")
+    check_logger_option(cfg.get("logger"), where)
 
 
 def build_trainer(
@@ -145,7 +147,8 @@ def build_trainer(
     cfg["strategy"] = _resolve_strategy(cfg)
     cfg.setdefault("enable_progress_bar", False)
     cfg.setdefault("enable_model_summary", False)
-    cfg.setdefault("logger", False)
+    # off unless asked for; a tracker name builds that logger, offline, inside the fit's folder
+    cfg["logger"] = build_logger(cfg.get("logger", False), default_root_dir)
     cfg.setdefault("enable_checkpointing", False)
     cfg.setdefault("num_sanity_val_steps", 0)
     cfg["callbacks"] = [*cfg.get("callbacks", []), *callbacks]
