@@ -37,8 +37,8 @@ def _boards_current(out: Path, summary: RunSummary) -> bool:
     existing = [b for b in boards if b.exists()]
     if not results.exists() or not existing:
         return not results.exists()
-    if not all(b.with_name(f"{b.stem}-full.md").exists() for b in existing):
-        return False  # boards written before the compact / full split: write both now
+    if not all(b.with_name(f"{b.stem}-full.md").exists() and b.with_suffix(".tex").exists() for b in existing):
+        return False  # boards written before the compact / full split or before leaderboard.tex: write them now
     return all(b.stat().st_mtime >= results.stat().st_mtime for b in existing)
 
 

@@ -165,7 +165,7 @@ def _rich_table(t: TermTable):
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=t.title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)  # the title goes above it, unwrapped
     table.add_column("generator", overflow="fold")
     table.add_column("ε", justify="right", overflow="fold")
     for c, w in zip(t.columns, t.widths, strict=True):
@@ -201,6 +201,7 @@ class _TerminalBoard:
         tables = layout(board, options.max_width, self.full)
         for t in tables:
             if t.columns:  # a table whose every column went unmeasured is only named below
+                yield Text(t.title, style="bold")
                 yield _rich_table(t)
         yield Text(_LEGEND, style="dim")
         note = _compact_note(board, self.full)
