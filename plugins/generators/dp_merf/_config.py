@@ -11,7 +11,7 @@ __all__ = ["DPMERFConfig", "PIXEL_BANDWIDTH"]
 #: default kernel bandwidth per √pixel: σ_rff = PIXEL_BANDWIDTH · √(C·H·W) when ``rff_sigma`` is
 #: None. A rule on the image *size* only (public): a median-distance heuristic on the private
 #: images would be a query on them that no ledger records. See docs/generators/dp-merf.md.
-PIXEL_BANDWIDTH = 0.45
+PIXEL_BANDWIDTH = 0.31
 
 
 class DPMERFConfig(PluginConfig):
@@ -23,15 +23,15 @@ class DPMERFConfig(PluginConfig):
     """
 
     features: int = Field(
-        4000, ge=2, description="random Fourier features D (D/2 frequencies, cos and sin each)")
+        2000, ge=2, description="random Fourier features D (D/2 frequencies, cos and sin each)")
     rff_sigma: float | None = Field(
         None, gt=0, description="Gaussian-kernel bandwidth σ: frequencies W ~ N(0, σ⁻² I) on "
-        "flattened [0, 1] images; None = 0.45·√(C·H·W) (the reference's --rff-sigma s is σ = √s)")
-    steps: int = Field(2000, ge=1, description="Adam steps of the generator on the released embedding")
+        "flattened [0, 1] images; None = 0.31·√(C·H·W) (the reference's --rff-sigma s is σ = √s)")
+    steps: int = Field(500, ge=1, description="Adam steps of the generator on the released embedding")
     batch_size: int = Field(500, ge=1, description="generated images per step")
     lr: float = Field(1e-2, gt=0, description="generator learning rate (Adam)")
     lr_decay: float = Field(0.9, gt=0, le=1, description="learning-rate factor every lr_decay_every steps")
-    lr_decay_every: int = Field(200, ge=1, description="steps between learning-rate decays")
+    lr_decay_every: int = Field(50, ge=1, description="steps between learning-rate decays")
     latent_dim: int = Field(5, ge=1, description="size of the generator's noise code")
     hidden: int = Field(200, ge=1, description="width of the generator's hidden fully connected layer")
     g_width: int = Field(16, ge=1, description="channels of the generator's coarsest feature map "
