@@ -192,3 +192,14 @@ def test_fit_json_records_the_grad_sample_mode_the_fit_used(tmp_path):
     marker = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert marker["train_info"]["grad_sample_mode"] == "bk"
     assert marker["train_info"]["discriminator_steps"] > 0
+
+
+@pytest.mark.parametrize("option", [{"loss": "nonsat"}, {"g_norm": "batch"}, {"g_norm": "none"}])
+def test_loss_and_generator_norm_options_train_and_round_trip(digits, option, tmp_path):
+    model = DPGAN({**TINY, "epochs": 1, **option})
+    model.fit(digits, PrivacyBudget(epsilon=5.0, delta=1e-5), FitContext(seed=0))
+    assert model.train_info["generator_steps"] >= 1
+    s = model.sample(10, seed=0)
+    assert torch.isfinite(s.images).all()
+    model.save(tmp_path)
+    assert torch.equal(DPGAN.load(tmp_path).sample(10, seed=0).images, s.images)

@@ -26,6 +26,8 @@ class DPGANConfig(PluginConfig):
     g_lr: float | None = Field(None, gt=0, description="generator learning rate (Adam); None = lr")
     betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas of both networks")
     max_grad_norm: float = Field(1.0, gt=0, description="per-example clipping bound C")
+    loss: Literal["hinge", "nonsat"] = Field(
+        "hinge", description="GAN objective: hinge | nonsat (logistic, non-saturating)")
     d_updates: int = Field(5, ge=1, description="discriminator steps per generator step")
     latent_dim: int = Field(32, ge=1, description="size of the generator's noise vector")
     g_width: int | None = Field(
@@ -36,6 +38,9 @@ class DPGANConfig(PluginConfig):
     )
     d_norm: Literal["group", "none"] = Field(
         "group", description="normalisation in the discriminator (BatchNorm cannot be private)"
+    )
+    g_norm: Literal["group", "batch", "none"] = Field(
+        "group", description="normalisation in the generator (not private: BatchNorm is allowed)"
     )
     fake_batch_size: int | None = Field(
         None, ge=1, description="fakes per discriminator / generator step; None = batch_size"

@@ -21,7 +21,7 @@ from torch import nn
 from ppds_core.privacy.engine import DPSGDModule
 
 from ._config import DPGANConfig
-from ._losses import d_hinge_per_row, fake_labels, g_hinge
+from ._losses import d_loss_per_row, fake_labels, g_loss
 from ._nets import ConditionalGenerator
 
 __all__ = ["DPGANModule"]
@@ -74,13 +74,13 @@ class DPGANModule(DPSGDModule):
             fake = self.generator(z, fy)
         scores = self.discriminator(torch.cat([real, fake]), torch.cat([labels, fy]))
         n_real = real.shape[0]
-        return d_hinge_per_row(scores[:n_real], scores[n_real:])
+        return d_loss_per_row(self.cfg.loss, scores[:n_real], scores[n_real:])
 
     def generator_loss(self) -> torch.Tensor:
         """Hinge loss of fresh fakes under the mirror, refreshed from the current discriminator."""
         self.mirror.load_state_dict(self.discriminator.state_dict())
         z, fy = self._latents(self.fake_batch_size)
-        return g_hinge(self.mirror(self.generator(z, fy), fy))
+        return g_loss(self.cfg.loss, self.mirror(self.generator(z, fy), fy))
 
     def training_step(self, batch, batch_idx):
         real, labels = batch

@@ -89,6 +89,17 @@ def _group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels)
 
 
+def _g_norm(norm: str, channels: int) -> list[nn.Module]:
+    """The generator's normalisation layer: GroupNorm, BatchNorm (G is not private) or none."""
+    if norm == "group":
+        return [_group_norm(channels)]
+    if norm == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if norm == "none":
+        return []
+    raise ValueError(f"unknown generator norm {norm!r}")
+
+
 def _widths(base_width: int, levels: int) -> list[int]:
     """Channel counts from the finest to the coarsest level (doubling, capped at 8×)."""
     return [base_width * min(2**i, 8) for i in range(levels + 1)]
@@ -97,7 +108,8 @@ def _widths(base_width: int, levels: int) -> list[int]:
 class ConditionalGenerator(nn.Module):
     """z ⊕ embed(y) → base feature map → ``levels`` ×2 upsampling stages → tanh image."""
 
-    def __init__(self, shape: NetShape, num_classes: int, latent_dim: int, width: int):
+    def __init__(self, shape: NetShape, num_classes: int, latent_dim: int, width: int,
+                 norm: str = "group"):
         super().__init__()
         self.shape = shape
         self.num_classes = num_classes
@@ -115,7 +127,7 @@ class ConditionalGenerator(nn.Module):
             stages += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 nn.Conv2d(c_in, c_out, 3, padding=1),
-                _group_norm(c_out),
+                *_g_norm(norm, c_out),
                 nn.ReLU(inplace=True),
             ]
         self.stages = nn.Sequential(*stages)

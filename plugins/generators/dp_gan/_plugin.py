@@ -142,7 +142,8 @@ class DPGAN(Generator):
         model, _ = open_artifacts(cls, directory, [_WEIGHTS])
         cfg = model.config
         ns = net_shape(*model.image_shape)
-        net = ConditionalGenerator(ns, len(model.class_names), cfg.latent_dim, cfg.g_width or auto_width(ns))
+        net = ConditionalGenerator(ns, len(model.class_names), cfg.latent_dim, cfg.g_width or auto_width(ns),
+                                   cfg.g_norm)
         net.load_state_dict(load_state(Path(directory) / _WEIGHTS, "dp-gan weights"))
         model.net = net.eval()
         return model

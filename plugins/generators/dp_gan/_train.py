@@ -36,7 +36,8 @@ def build_module(shape: tuple[int, int, int], num_classes: int, cfg: DPGANConfig
     """Both networks, initialised deterministically from ``seed``."""
     ns = net_shape(*shape)
     torch.manual_seed(seed)
-    generator = ConditionalGenerator(ns, num_classes, cfg.latent_dim, cfg.g_width or auto_width(ns))
+    generator = ConditionalGenerator(ns, num_classes, cfg.latent_dim, cfg.g_width or auto_width(ns),
+                                     cfg.g_norm)
     discriminator = ProjectionDiscriminator(ns, num_classes, cfg.d_width or auto_width(ns), cfg.d_norm)
     return DPGANModule(generator, discriminator, cfg)
 
