@@ -20,15 +20,15 @@ class DPGANConfig(PluginConfig):
     generator takes one step every ``d_updates`` of them.
     """
 
-    epochs: int = Field(60, ge=1, description="passes over the private data by the discriminator")
-    batch_size: int = Field(128, ge=1, description="expected Poisson batch size of real images")
+    epochs: int = Field(120, ge=1, description="passes over the private data by the discriminator")
+    batch_size: int = Field(256, ge=1, description="expected Poisson batch size of real images")
     lr: float = Field(2e-3, gt=0, description="discriminator learning rate (Adam)")
     g_lr: float | None = Field(None, gt=0, description="generator learning rate (Adam); None = lr")
     betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas of both networks")
-    max_grad_norm: float = Field(1.0, gt=0, description="per-example clipping bound C")
+    max_grad_norm: float = Field(0.1, gt=0, description="per-example clipping bound C")
     loss: Literal["hinge", "nonsat"] = Field(
         "hinge", description="GAN objective: hinge | nonsat (logistic, non-saturating)")
-    d_updates: int = Field(5, ge=1, description="discriminator steps per generator step")
+    d_updates: int = Field(2, ge=1, description="discriminator steps per generator step")
     latent_dim: int = Field(32, ge=1, description="size of the generator's noise vector")
     g_width: int | None = Field(
         None, ge=1, description="generator channels at the finest level; None = by image size"
