@@ -9,8 +9,8 @@ import pytest
 from test_engine import Indexed, built
 
 from ppds_core import ConfigError, FitContext, PrivacyBudget
-from ppds_core.privacy.engine import DPSGDPlan, fit_private
 from ppds_core.privacy._opacus_lightning import check_trainer_options
+from ppds_core.privacy.engine import DPSGDPlan, fit_private
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
