@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from ppds_plugins.common.artifacts import GRID_FILE, load_state, open_artifacts, write_artifacts
 from ppds_plugins.common.grid import write_class_grid
+from ppds_plugins.common.labels import sample_labels
 from ppds_plugins.common.pixels import from_signed
 
 from ppds_core import (
@@ -100,15 +101,7 @@ class DPGAN(Generator):
     def sample(self, n: int, *, seed: int = 0, labels=None) -> ImageSet:
         """``n`` images from the EMA generator; labels cycle through the classes unless given."""
         net = self._require_fitted()
-        k = len(self.class_names)
-        if labels is None:
-            y = torch.arange(n) % k
-        else:
-            y = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-            if y.numel() != n:
-                raise ConfigError(f"dp-gan.sample: asked for {n} images but got {y.numel()} labels")
-            if y.numel() and (y.min() < 0 or y.max() >= k):
-                raise ConfigError(f"dp-gan.sample: labels must lie in [0, {k}) for {k} classes")
+        y = sample_labels("dp-gan", n, len(self.class_names), labels)
         noise = torch.Generator().manual_seed(int(seed))
         z = torch.randn(n, net.latent_dim, generator=noise)
         net.eval()
