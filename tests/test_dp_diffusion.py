@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 from ppds_plugins.common.diffusion.config import DiffusionConfig
-from ppds_plugins.common.diffusion.ddim import ddim_sample
 from ppds_plugins.common.diffusion.objective import (
     Draws,
     NoiseMultiplicityDDPMLoss,
     make_train_scheduler,
 )
+from ppds_plugins.common.diffusion.sampling import SAMPLERS, sample_images
 from ppds_plugins.common.diffusion.unet import build_unet, from_model_space, to_model_space
 from ppds_plugins.generators.dp_diffusion import DiffusionGenerator
 
@@ -111,12 +111,37 @@ def test_guidance_with_identical_null_embedding_changes_nothing():
     y = torch.full((4,), 3)
     kw = dict(shape=(1, 8, 8), num_train_timesteps=100, beta_schedule="linear", steps=3,
               null_class=10, seed=0)
-    plain = ddim_sample(unet, y, guidance_scale=0.0, **kw)
-    guided = ddim_sample(unet, y, guidance_scale=3.0, **kw)
+    plain = sample_images(unet, y, guidance_scale=0.0, **kw)
+    guided = sample_images(unet, y, guidance_scale=3.0, **kw)
     torch.testing.assert_close(plain, guided, rtol=1e-4, atol=1e-5)
     with torch.no_grad():
         unet.class_embedding.weight[10] += 1.0
-    assert not torch.allclose(plain, ddim_sample(unet, y, guidance_scale=3.0, **kw))
+    assert not torch.allclose(plain, sample_images(unet, y, guidance_scale=3.0, **kw))
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_each_sampler_is_deterministic_for_a_seed_and_stays_in_model_space(sampler):
+    unet = _objective(1).unet
+    y = torch.arange(5) % 3
+    kw = dict(shape=(1, 8, 8), num_train_timesteps=100, beta_schedule="squaredcos_cap_v2",
+              steps=4, null_class=10, guidance_scale=0.0, sampler=sampler, chunk=2)
+    a, b = sample_images(unet, y, seed=3, **kw), sample_images(unet, y, seed=3, **kw)
+    assert a.shape == (5, 1, 8, 8) and torch.isfinite(a).all()
+    assert a.abs().max() <= 1.0 + 1e-5  # x₀ is clipped (DDIM) / thresholded (DPM-Solver++) to [−1, 1]
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, sample_images(unet, y, seed=4, **kw))
+
+
+def test_the_two_samplers_are_different_solvers_of_the_same_model():
+    unet = _objective(1).unet
+    y = torch.arange(4)
+    kw = dict(shape=(1, 8, 8), num_train_timesteps=100, beta_schedule="linear", steps=4,
+              null_class=10, guidance_scale=0.0, seed=0)
+    ddim = sample_images(unet, y, sampler="ddim", **kw)
+    dpm = sample_images(unet, y, sampler="dpm-solver", **kw)
+    assert not torch.allclose(ddim, dpm)
+    with pytest.raises(ConfigError, match="dpm-solver"):
+        DiffusionGenerator.validate_config({"sampler": "euler"})
 
 
 def test_config_refuses_ghost_with_multiplicity_and_guidance_without_dropout():

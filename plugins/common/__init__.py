@@ -17,7 +17,7 @@ Each module is named for what it holds:
 * :mod:`.grid` — the ``samples.png`` class grid a generator's ``save`` writes;
 * :mod:`.artifacts` — a fitted generator's directory (``model.json``, ledger,
   safe weight loading);
-* :mod:`.diffusion` — the UNet, DDPM objective, DDIM sampler and config of
+* :mod:`.diffusion` — the UNet, DDPM objective, samplers and config of
   dp-diffusion, privimage and the reconstruction prior.
 
 Third-party plugins may use it too; it imports only ``ppds_core`` and

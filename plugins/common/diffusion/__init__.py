@@ -6,7 +6,7 @@
 * :mod:`.unet` — the class-conditional diffusers UNet and the pixel edge of
   the model space (resize, pad, [−1, 1]);
 * :mod:`.objective` — the DDPM ε-prediction loss with noise multiplicity K;
-* :mod:`.ddim` — DDIM sampling with optional classifier-free guidance.
+* :mod:`.sampling` — DPM-Solver++ or DDIM sampling with optional classifier-free guidance.
 
 One home for them so that "PrivImage is DP-diffusion plus a semantic query"
 and "the attack's prior is dp-diffusion's UNet" stay true by construction.

@@ -43,7 +43,10 @@ class DiffusionConfig(PluginConfig):
     num_train_timesteps: int = Field(1000, ge=10)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of weights, used for sampling (warm-up: min(decay, (1+n)/(10+n)))")
-    sample_steps: int = Field(50, ge=1, description="DDIM steps at sampling")
+    sampler: Literal["ddim", "dpm-solver"] = Field(
+        "dpm-solver", description="sampling scheduler, built from its config (offline): DPM-Solver++ "
+        "(2nd-order multistep) or DDIM (η = 0)")
+    sample_steps: int = Field(20, ge=1, description="sampler steps (network evaluations, ×2 with guidance)")
     guidance_scale: float = Field(0.0, ge=0, description="classifier-free guidance w: ε = (1+w)·ε(x|y) − w·ε(x); needs label_dropout > 0")
     label_dropout: float = Field(0.0, ge=0, lt=1, description="probability a training label is replaced by the null class (for guidance)")
     # --- network (diffusers UNet2DModel)

@@ -1,4 +1,4 @@
-"""The diffusion generator: fit under a budget, sample with DDIM, save and load.
+"""The diffusion generator: fit under a budget, sample (DPM-Solver++ or DDIM), save and load.
 
 :class:`DiffusionGenerator` is the whole of ``dp-diffusion``; ``privimage``
 subclasses it and overrides only :meth:`DiffusionGenerator._prepare` (semantic
@@ -16,8 +16,8 @@ from diffusers import UNet2DModel
 from ppds_plugins.common.artifacts import GRID_FILE, open_artifacts, write_artifacts
 from ppds_plugins.common.devices import default_device, device_of
 from ppds_plugins.common.diffusion.config import DiffusionConfig
-from ppds_plugins.common.diffusion.ddim import balanced_labels, ddim_sample
 from ppds_plugins.common.diffusion.objective import NoiseMultiplicityDDPMLoss, make_train_scheduler
+from ppds_plugins.common.diffusion.sampling import balanced_labels, sample_images
 from ppds_plugins.common.diffusion.unet import (
     build_unet,
     from_model_space,
@@ -41,7 +41,7 @@ class DiffusionGenerator(Generator):
 
     A diffusers ``UNet2DModel`` (GroupNorm, no BatchNorm) learns ε-prediction;
     each private example is noised K times and its K losses averaged before
-    per-example clipping; sampling uses the EMA weights and DDIM, optionally
+    per-example clipping; sampling uses the EMA weights and DPM-Solver++ (or DDIM), optionally
     with classifier-free guidance.
     """
 
@@ -50,7 +50,7 @@ class DiffusionGenerator(Generator):
     trains_with_dp_sgd: ClassVar[bool] = True
     description: ClassVar[str] = (
         "DPDM-style class-conditional diffusion model (diffusers UNet, DDPM objective with "
-        "noise multiplicity K, EMA, DDIM sampling, optional classifier-free guidance) "
+        "noise multiplicity K, EMA, DPM-Solver++ or DDIM sampling, optional classifier-free guidance) "
         "trained with DP-SGD."
     )
 
@@ -66,7 +66,7 @@ class DiffusionGenerator(Generator):
 
     @classmethod
     def smoke_config(cls, config: DiffusionConfig) -> DiffusionConfig:
-        """Two DP-SGD steps of a narrow UNet, five DDIM steps."""
+        """Two DP-SGD steps of a narrow UNet, five sampler steps."""
         return config.model_copy(update={
             "steps": 2, "batch_size": min(config.batch_size, 32),
             "noise_multiplicity": min(config.noise_multiplicity, 2),
@@ -130,7 +130,7 @@ class DiffusionGenerator(Generator):
 
     def sample(self, n: int, *, seed: int = 0, labels=None, device: str | torch.device | None = None
                ) -> ImageSet:
-        """``n`` images from the EMA UNet via DDIM; class-balanced unless ``labels`` given."""
+        """``n`` images from the EMA UNet (the configured sampler); class-balanced unless ``labels`` given."""
         if self.unet is None or self.image_shape is None:
             raise RuntimeError(f"{self.name}: fit() or load() the model before sampling or saving")
         k = len(self.class_names)
@@ -145,10 +145,10 @@ class DiffusionGenerator(Generator):
         cfg = self.config
         dev = torch.device(device) if device is not None else self.device
         unet = self.unet.to(dev)
-        x = ddim_sample(unet, y, shape=(self.image_shape[0], self.side, self.side),
+        x = sample_images(unet, y, shape=(self.image_shape[0], self.side, self.side),
                         num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
                         steps=cfg.sample_steps, guidance_scale=cfg.guidance_scale, null_class=k,
-                        seed=seed, device=dev)
+                        seed=seed, device=dev, sampler=cfg.sampler)
         self.unet.cpu()
         images = from_model_space(x, self.image_shape[1])
         return ImageSet(images, y, self.class_names, name=f"{self.name}-samples")
