@@ -15,23 +15,34 @@ import re
 import traceback
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import BrokenPluginError, PluginClashError, PluginNotFoundError, did_you_mean
-from .interfaces import Attack, DatasetProvider, Generator, Metric, Plugin, PluginConfig
 
-__all__ = ["PluginInfo", "Registry", "get_registry", "reset_registry", "ENTRY_POINT_GROUP", "KINDS"]
+if TYPE_CHECKING:
+    from ._plugin_cache import PluginCache
+    from .interfaces import Plugin
+
+__all__ = ["PluginInfo", "Registry", "get_registry", "reset_registry", "ENTRY_POINT_GROUP",
+           "KINDS"]  # noqa: F822 - KINDS resolves in __getattr__ (it imports torch)
 
 ENTRY_POINT_GROUP = "ppds"
-KINDS: dict[str, type[Plugin]] = {
-    "generator": Generator,
-    "metric": Metric,
-    "attack": Attack,
-    "dataset": DatasetProvider,
-}
+
+
+def _kinds() -> dict[str, type[Plugin]]:
+    """Kind name → base class. The interfaces import torch: only loading a plugin needs them."""
+    from .interfaces import Attack, DatasetProvider, Generator, Metric
+
+    return {"generator": Generator, "metric": Metric, "attack": Attack, "dataset": DatasetProvider}
+
+
+def __getattr__(name: str):  # KINDS, resolved on first use (PEP 562)
+    if name == "KINDS":
+        return _kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -73,10 +84,19 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def entry_point_distribution(ep: metadata.EntryPoint) -> tuple[str, str]:
+    """(name, version) of the distribution that declares ``ep``; "?" when unknown."""
+    dist = getattr(ep, "dist", None)
+    return (dist.metadata["Name"], dist.version) if dist is not None else ("?", "?")
+
+
 class Registry:
     """All plugins visible in this environment, by kind and name."""
 
-    def __init__(self, entry_points: list[metadata.EntryPoint] | None = None):
+    def __init__(self, entry_points: list[metadata.EntryPoint] | None = None,
+                 cache: PluginCache | None = None):
+        """``cache`` (``ppds plugins list`` only): rows of unchanged entry points come from it,
+        not from importing them, so their ``cls`` is None; such a registry only lists."""
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self._infos: list[PluginInfo] = []
@@ -88,8 +108,14 @@ class Registry:
         allowed = _env_list("PPDS_ENABLE_PLUGINS")
         self._disabled, self._allowed = disabled, allowed
         for ep in sorted(eps, key=lambda e: e.name):
-            if not ({"*", "all", ep.name} & disabled):  # switched-off code is never imported
-                self._load(ep)
+            if {"*", "all", ep.name} & disabled:  # switched-off code is never imported
+                continue
+            infos = cache.get(ep) if cache is not None else None
+            if infos is None:
+                infos = self._load(ep)
+                if cache is not None:
+                    cache.put(ep, infos)
+            self._infos.extend(info for info in infos if self._kept(info))
         self._index()
 
     def _kept(self, info: PluginInfo) -> bool:
@@ -99,35 +125,33 @@ class Registry:
         allowed = self._allowed
         return allowed is None or info.name in allowed or info.entry_point_name in allowed
 
-    def _load(self, ep: metadata.EntryPoint) -> None:
-        dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else "?"
-        dist_version = dist.version if dist is not None else "?"
+    def _load(self, ep: metadata.EntryPoint) -> list[PluginInfo]:
+        """Import one entry point: its plugins, or one broken row saying why (switches not applied)."""
+        dist_name, dist_version = entry_point_distribution(ep)
 
-        def broken(err: str) -> None:
-            info = PluginInfo(ep.name, "unknown", dist_name, dist_version, ep.value, "broken", err, None, ep.name)
-            if self._kept(info):
-                self._infos.append(info)
+        def broken(err: str) -> list[PluginInfo]:
+            return [PluginInfo(ep.name, "unknown", dist_name, dist_version, ep.value, "broken", err, None,
+                               ep.name)]
 
         try:
             module = ep.load()
         except BaseException as exc:  # noqa: BLE001 - sys.exit / KeyboardInterrupt at import too:
             # a broken plugin must never take the host down
-            broken(f"failed to import {ep.value}: {_short_error(exc)}")
-            return
+            return broken(f"failed to import {ep.value}: {_short_error(exc)}")
         try:
             self.pm.register(module, name=f"{dist_name}:{ep.name}")
         except BaseException as exc:  # noqa: BLE001 - bad hook signature, duplicate registration, …
-            broken(f"invalid hooks in {ep.value}: {_short_error(exc)}")
-            return
+            return broken(f"invalid hooks in {ep.value}: {_short_error(exc)}")
         impls = [i for i in self.pm.hook.register_plugins.get_hookimpls() if i.plugin is module]
         if not impls:
-            broken(f"{ep.value} defines no register_plugins hook (decorate it with @ppds_core.hookimpl)")
-            return
+            return broken(f"{ep.value} defines no register_plugins hook (decorate it with @ppds_core.hookimpl)")
         found: list[PluginInfo] = []
+        from .interfaces import PluginConfig
+
+        kinds = _kinds()
 
         def register(cls: Any) -> None:
-            kind = next((k for k, base in KINDS.items() if isinstance(cls, type) and issubclass(cls, base)), None)
+            kind = next((k for k, base in kinds.items() if isinstance(cls, type) and issubclass(cls, base)), None)
             if kind is None:
                 raise TypeError(f"{cls!r} is not a Generator, Metric, Attack or DatasetProvider subclass")
             name = getattr(cls, "name", None)
@@ -155,9 +179,8 @@ class Registry:
             for impl in impls:
                 impl.function(register=register)
         except BaseException as exc:  # noqa: BLE001 - sys.exit in register_plugins included
-            broken(f"register_plugins in {ep.value} failed: {_short_error(exc)}")
-            return
-        self._infos.extend(info for info in found if self._kept(info))
+            return broken(f"register_plugins in {ep.value} failed: {_short_error(exc)}")
+        return found
 
     def _index(self) -> None:
         self._by_name = {}

@@ -15,12 +15,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
-def _fresh_registry(monkeypatch):
-    """Each test sees the registry of the real environment, unless it builds its own."""
+def _fresh_registry(monkeypatch, tmp_path_factory):
+    """Each test sees the registry of the real environment, unless it builds its own; the
+    `plugins list` cache of the session lives in its temporary folder, not in ~/.cache."""
     from ppds_core import reset_registry
 
     monkeypatch.delenv("PPDS_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("PPDS_ENABLE_PLUGINS", raising=False)
+    monkeypatch.setenv("PPDS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "ppds-cache"))
     reset_registry()
     yield
     reset_registry()

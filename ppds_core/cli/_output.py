@@ -7,15 +7,14 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
-
-from ..budget import encode_float
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def _jsonable(obj: Any) -> Any:
+    from ..budget import encode_float
+
     if isinstance(obj, float):
         return encode_float(obj)  # ∞ as "inf": JSON has no infinity
     if isinstance(obj, dict):
@@ -30,6 +29,8 @@ def print_json(data: Any) -> None:
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.table import Table
+
     t = Table(title=title, show_lines=False)
     for c in columns:
         t.add_column(c)

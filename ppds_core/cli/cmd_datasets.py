@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from ..api import list_datasets
-from ._output import print_json, table
-
 ORDER = 20
 
 
@@ -17,6 +14,9 @@ def register(sub) -> None:
 
 
 def _list(args) -> int:
+    from ..api import list_datasets
+    from ._output import print_json, table
+
     rows = list_datasets()
     if args.json:
         print_json(rows)

@@ -6,11 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..budget import format_epsilon
 from ..errors import ConfigError
-from ..matrix._yaml import read_config_text
-from ..matrix.config import parse_yaml
-from ._output import console
 
 ORDER = 33
 
@@ -48,6 +44,9 @@ def load_options(text: str | None, flag: str) -> dict[str, Any]:
         except json.JSONDecodeError as err:
             raise ConfigError(f"{flag}: invalid JSON at column {err.colno}: {err.msg}") from None
     else:
+        from ..matrix._yaml import read_config_text
+        from ..matrix.config import parse_yaml
+
         path = Path(text)
         if not path.is_file():
             raise ConfigError(f"{flag} {text}: no such file; pass inline JSON ('{{\"epochs\": 5}}') or a file")
@@ -89,6 +88,9 @@ def _run(args) -> int:
     if outcome is None:  # a DDP rank other than 0: rank 0 saves and reports
         return 0
     if not args.quiet:
+        from ..budget import format_epsilon
+        from ._output import console
+
         led = outcome.ledger
         console.print(
             f"fitted {args.generator} on {args.dataset} in {outcome.seconds:.1f}s: target ε={format_epsilon(led.target_epsilon, 'ascii')}, "

@@ -1,11 +1,14 @@
-"""`ppds plugins list|show`."""
+"""`ppds plugins list|show`.
+
+``list`` answers from the plugin cache (``ppds_core._plugin_cache``) where no entry
+point changed, so it imports no plugin and no torch then; ``show`` imports the one
+plugin it describes.
+"""
 
 from __future__ import annotations
 
 import json
-
-from ..api import describe_plugin, list_plugins
-from ._output import console, print_json, table
+from typing import Any
 
 ORDER = 10
 
@@ -16,6 +19,8 @@ def register(sub) -> None:
     lst = psub.add_parser("list", help="every plugin: name, kind, distribution, version, status")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
     lst.add_argument("--kind", choices=["generator", "metric", "attack", "dataset"])
+    lst.add_argument("--no-cache", action="store_true",
+                     help="import every plugin instead of reading unchanged ones from the cache")
     lst.set_defaults(func=_list)
     show = psub.add_parser("show", help="a plugin's config schema, defaults and capabilities")
     show.add_argument("name")
@@ -24,7 +29,10 @@ def register(sub) -> None:
 
 
 def _list(args) -> int:
-    rows = list_plugins(args.kind)
+    from .._plugin_cache import list_plugins_cached
+    from ._output import print_json, table
+
+    rows = list_plugins_cached(args.kind, use_cache=not args.no_cache)
     if args.json:
         print_json([r.to_dict() for r in rows])
         return 0
@@ -40,7 +48,26 @@ def _list(args) -> int:
     return 0
 
 
+def option_type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    """An option's type as `plugins show` prints it: a Literal or enum lists its values."""
+    if "$ref" in prop:
+        prop = {**defs.get(prop["$ref"].rsplit("/", 1)[-1], {}), **{k: v for k, v in prop.items()
+                                                                    if k != "$ref"}}
+    if "const" in prop:
+        return f"one of: {json.dumps(prop['const'])}"
+    if "enum" in prop:
+        return "one of: " + ", ".join(json.dumps(v) for v in prop["enum"])
+    if "anyOf" in prop:
+        return " | ".join(option_type(a, defs) for a in prop["anyOf"])
+    if prop.get("type") == "array" and isinstance(prop.get("items"), dict) and prop["items"]:
+        return f"array of {option_type(prop['items'], defs)}"
+    return str(prop.get("type") or prop.get("title") or "any")
+
+
 def _show(args) -> int:
+    from ..api import describe_plugin
+    from ._output import console, print_json, table
+
     d = describe_plugin(args.name)
     if args.json:
         print_json(d)
@@ -48,13 +75,14 @@ def _show(args) -> int:
     console.print(f"[bold]{d['name']}[/] ({d['kind']}) — {d['distribution']} {d['version']}")
     if d["description"]:
         console.print(d["description"])
-    props = d["config_schema"].get("properties", {})
+    schema = d["config_schema"]
+    props, defs = schema.get("properties", {}), schema.get("$defs", {})
     table(
         "config",
         ["option", "type", "default", "description"],
         [
-            [k, v.get("type") or " | ".join(str(a.get("type")) for a in v.get("anyOf", [])),
-             json.dumps(d["defaults"].get(k, "(required)"), default=str), v.get("description", "")]
+            [k, option_type(v, defs), json.dumps(d["defaults"].get(k, "(required)"), default=str),
+             v.get("description", "")]
             for k, v in props.items()
         ],
     )

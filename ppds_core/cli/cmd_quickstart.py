@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..matrix import quickstart_config_path
 from .cmd_run import add_run_options, report_summary
 
 ORDER = 35
@@ -16,6 +15,8 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
+    from ..matrix import quickstart_config_path
+
     resource = quickstart_config_path()
     text = resource.read_text()
     if args.print_config:

@@ -279,14 +279,13 @@ def rero_numerical(kappa: float, history: Sequence[tuple[float, float, int]],
     in the PRV accountant) but without a rigorous error bar: the Monte-Carlo
     interval is the reported one, this is the cross-check. ~1 s for T = 1000.
     """
-    from opacus.accountants.analysis.prv import (
-        Domain,
-        PoissonSubsampledGaussianPRV,
-        TruncatedPrivacyRandomVariable,
-        compose_heterogeneous,
-        compute_safe_domain_size,
-        discretize,
-    )
+    from .accountants._opacus import analysis
+    from .accountants._prv import safe_domain_size  # Opacus' compute_safe_domain_size, memoized
+
+    prv = analysis("prv")  # Opacus' PRV code without importing torch
+    Domain, PoissonSubsampledGaussianPRV = prv.Domain, prv.PoissonSubsampledGaussianPRV
+    TruncatedPrivacyRandomVariable, discretize = prv.TruncatedPrivacyRandomVariable, prv.discretize
+    compose_heterogeneous = prv.compose_heterogeneous
 
     _check_kappa(kappa)
     history = [(float(s), float(q), int(t)) for s, q, t in history if int(t) > 0]
@@ -300,7 +299,7 @@ def rero_numerical(kappa: float, history: Sequence[tuple[float, float, int]],
     counts = [t for _, _, t in history]
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        half = compute_safe_domain_size(prvs, counts, eps_error=eps_error, delta_error=delta_error)
+        half = safe_domain_size(history, eps_error, delta_error)
         mesh = eps_error / math.sqrt(sum(counts) * math.log(12 / delta_error) / 2)
         mesh = max(mesh, 2 * half / _NUMERICAL_MAX_POINTS)
         domain = Domain.create_aligned(-half, half, mesh)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import BudgetError
 from ._common import History, describe
+from ._opacus import OPACUS_DEFAULT_ALPHAS, analysis
 from ._rdp import rdp_epsilon, rdp_epsilon_at
 
 __all__ = ["PRV_MAX_EPSILON", "PRV_MAX_POINTS", "opacus_prv_upper", "prv_epsilon",
@@ -28,16 +29,10 @@ PRV_MAX_POINTS = 4_000_000
 PRV_MAX_EPSILON = 300.0
 
 
-def _opacus_default_orders() -> tuple[float, ...]:
-    from opacus.accountants import RDPAccountant
-
-    return tuple(float(a) for a in RDPAccountant.DEFAULT_ALPHAS)
-
-
 def safe_domain_size(history: History, eps_error: float, delta_error: float) -> float:
     """Opacus' ``compute_safe_domain_size`` (Gopi et al., remark 5.6), same orders and
     formula, on the memoized RDP: it is the bulk of a PRV evaluation otherwise."""
-    orders = _opacus_default_orders()
+    orders = OPACUS_DEFAULT_ALPHAS
     total = sum(t for _, _, t in history)
     size = rdp_epsilon_at(history, delta_error / 4, orders)
     for s, q, _ in history:
@@ -49,13 +44,10 @@ def opacus_prv_upper(history: History, delta: float, eps_error: float,
                      delta_error: float, half_width: float) -> float:
     """``PRVAccountant.get_epsilon`` step by step (domain, truncation, discretisation,
     FFT composition, upper bound) with the domain size computed once by the caller."""
-    from opacus.accountants.analysis.prv import (
-        Domain,
-        PoissonSubsampledGaussianPRV,
-        TruncatedPrivacyRandomVariable,
-        compose_heterogeneous,
-        discretize,
-    )
+    prv = analysis("prv")
+    Domain, PoissonSubsampledGaussianPRV = prv.Domain, prv.PoissonSubsampledGaussianPRV
+    TruncatedPrivacyRandomVariable, discretize = prv.TruncatedPrivacyRandomVariable, prv.discretize
+    compose_heterogeneous = prv.compose_heterogeneous
 
     prvs = [PoissonSubsampledGaussianPRV(q, s) for s, q, _ in history]
     counts = [t for _, _, t in history]

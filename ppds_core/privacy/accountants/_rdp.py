@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._common import History
+from ._opacus import analysis
 
 __all__ = ["RDP_INT_ORDERS", "RDP_ORDERS", "RDP_ORDERS_T", "history_rdp", "rdp_epsilon",
            "rdp_epsilon_at"]
@@ -35,9 +36,7 @@ RDP_INT_ORDERS: tuple[float, ...] = tuple(a for a in RDP_ORDERS_T if a == int(a)
 def rdp_at_order(sample_rate: float, noise_multiplier: float, order: float) -> float:
     """Opacus' one-step RDP at one order; shared by the order grids that overlap
     (ppds' ε grid and Opacus' default grid for the PRV domain size)."""
-    from opacus.accountants.analysis.rdp import _compute_rdp
-
-    return float(_compute_rdp(sample_rate, noise_multiplier, order))
+    return float(analysis("rdp")._compute_rdp(sample_rate, noise_multiplier, order))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -66,8 +65,7 @@ def history_rdp(history: Sequence[tuple[float, float, int]],
 def rdp_epsilon_at(history: Sequence[tuple[float, float, int]], delta: float,
                    orders: tuple[float, ...]) -> float:
     """Opacus' RDP→(ε, δ) conversion (``get_privacy_spent``) of the memoized RDP."""
-    from opacus.accountants.analysis.rdp import get_privacy_spent
-
+    get_privacy_spent = analysis("rdp").get_privacy_spent
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "optimal order is the largest alpha" → still an upper bound
         eps, _ = get_privacy_spent(orders=list(orders), rdp=history_rdp(history, orders),
