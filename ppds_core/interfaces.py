@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .budget import PrivacyBudget
 from .device import resolve_device
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .imageset import ImageSet, Splits, SplitSizes, make_splits
 from .privacy.ledger import Ledger
 
@@ -47,14 +47,24 @@ class PluginConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def format_validation_error(err: ValidationError, where: str) -> str:
-    """One line per problem, each naming the key path: 'where.key: message'."""
+def _options_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The option names of the (nested) model that owns the last key of ``loc``."""
+    for part in loc[:-1]:
+        field_info = model.model_fields.get(part) if model is not None and isinstance(part, str) else None
+        inner = field_info.annotation if field_info is not None else None
+        model = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+    return list(model.model_fields) if model is not None else []
+
+
+def format_validation_error(err: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
+    """One line per problem, each naming the key path: 'where.key: message'; an unknown
+    option of ``model`` gets a "did you mean" when a known one is close."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown option"
+            msg = "unknown option" + did_you_mean(str(e["loc"][-1]), _options_at(model, tuple(e["loc"])))
         lines.append(f"{where}{'.' + loc if loc else ''}: {msg}")
     return "; ".join(lines)
 
@@ -94,7 +104,7 @@ class Plugin(ABC):
         try:
             config = cls.Config.model_validate(data or {})
         except ValidationError as err:
-            raise ConfigError(format_validation_error(err, where or f"{cls.name}.config")) from None
+            raise ConfigError(format_validation_error(err, where or f"{cls.name}.config", cls.Config)) from None
         bad = _non_finite(config.model_dump())
         if bad:
             key, value = bad

@@ -5,11 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
-
-from ..budget import format_epsilon
-from ._output import console, err_console
-
 if TYPE_CHECKING:
     from ..matrix.runner import RunSummary
 
@@ -21,7 +16,8 @@ def register(sub) -> None:
     p.add_argument("config", help="matrix YAML file (docs/matrix.md)")
     add_run_options(p, out_required=False)
     p.add_argument("--check", action="store_true",
-                   help="validate the config and its data, list the cells, run nothing")
+                   help="validate the config and its data, list the cells (with --out DIR: which are "
+                        "done there already), run nothing")
     p.add_argument("--retry-skipped", action="store_true",
                    help="recompute skipped measurements too (e.g. after installing missing weights)")
     p.set_defaults(func=_run)
@@ -37,19 +33,36 @@ def add_run_options(p, out_required: bool, default_out: str | None = None) -> No
 
 
 def print_cells(summary: RunSummary) -> None:
+    """The cells, and with ``--out DIR`` what a run into DIR would do with each."""
     from rich.table import Table
 
-    t = Table(title=f"{len(summary.cells)} cells would run")
-    for h in ("#", "cell key", "dataset", "public", "generator", "ε", "seed"):
+    from ..budget import format_epsilon
+    from ._output import console
+
+    states = summary.states
+    if states is None:
+        title = f"{len(summary.cells)} cells would run"
+    else:
+        done = states.count("done")
+        title = f"{len(summary.cells)} cells: {done} done, {len(states) - done} to run"
+    t = Table(title=title)
+    for h in ("#", "cell folder", "dataset", "public", "generator", "ε", "seed", *(("state",) if states else ())):
         t.add_column(h)
-    for i, c in enumerate(summary.cells, 1):
-        t.add_row(str(i), c.key, c.dataset_name, c.dataset.public.name if c.dataset.public else "",
-                  c.generator_name, "—" if c.is_reference_data else format_epsilon(c.epsilon, 'ascii'), str(c.seed))
+    folders = summary.folders or [None] * len(summary.cells)
+    for i, (c, folder) in enumerate(zip(summary.cells, folders, strict=True), 1):
+        # the folder the cell's files go to (cells/<id>: recipe + data fingerprint)
+        t.add_row(str(i), folder or "—", c.dataset_name, c.dataset.public.name if c.dataset.public else "",
+                  c.generator_name, "—" if c.is_reference_data else format_epsilon(c.epsilon, 'ascii'), str(c.seed),
+                  *((states[i - 1],) if states else ()))
     console.print(t)
 
 
 def report_summary(summary: RunSummary, quiet: bool) -> int:
     """The end-of-run output: leaderboard table, what failed, where things are; the exit code."""
+    from rich.markup import escape
+
+    from ._output import console, err_console
+
     out = summary.out
     assert out is not None
     smoke = bool(summary.cells and summary.cells[0].smoke)
@@ -92,6 +105,10 @@ def _run(args) -> int:
                          quiet=args.quiet, retry_skipped=args.retry_skipped)
     if summary.check_only:
         if not args.quiet:
+            from rich.markup import escape
+
+            from ._output import console
+
             print_cells(summary)
             console.print(f"[green]{escape(args.config)}: valid[/]; data available; nothing was run")
         return 0

@@ -15,7 +15,7 @@ from typing import Any
 from ..atomic import NoFollowFileHandler
 from ..budget import format_epsilon
 
-__all__ = ["Progress", "RunLog", "log_names"]
+__all__ = ["Durations", "Progress", "RunLog", "log_names"]
 
 #: the core's own loggers: everything ppds logs is under "ppds" (a few modules use "ppds_core.*")
 CORE_LOGGERS = ("ppds", "ppds_core")
@@ -31,11 +31,71 @@ def log_names(plugin_classes: Iterable[type]) -> tuple[str, ...]:
     return (*CORE_LOGGERS, *roots)
 
 
+class Durations:
+    """Seconds each kind of unit took, to estimate what is left.
+
+    Keys: ``("fit", generator, private?)`` and ``("eval", evaluator)``; seeded from what
+    a run folder already records (``cells/*/fit.json``'s ``fit_seconds``, the ``seconds``
+    of ``results.jsonl`` rows) and updated as units finish. ``expect`` is the median of
+    the recorded seconds, or None for a unit never seen.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple, list[float]] = {}
+
+    def record(self, key: tuple, seconds: float | None) -> None:
+        if isinstance(seconds, int | float) and seconds >= 0:
+            self.seen.setdefault(key, []).append(float(seconds))
+
+    def expect(self, key: tuple) -> float | None:
+        xs = sorted(self.seen.get(key, ()))
+        return xs[len(xs) // 2] if xs else None
+
+    def seed_from(self, out: Path) -> None:
+        """What an earlier (interrupted, or changed) run in ``out`` measured."""
+        import json
+
+        for fit in out.glob("cells/*/fit.json"):
+            try:
+                meta = json.loads(fit.read_text())
+                private = meta.get("epsilon") not in (None, "inf", float("inf"))
+                self.record(("fit", meta["generator"], private), meta.get("fit_seconds"))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        results = out / "results.jsonl"
+        if results.exists():
+            batches: set[str] = set()
+            for line in results.read_text(errors="replace").splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if row.get("batch") in batches or row.get("status") == "skipped":
+                    continue
+                batches.add(row.get("batch"))
+                self.record(("eval", row.get("evaluator", row.get("name"))), row.get("seconds"))
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
+
+
 class Progress:
-    """Rich progress bars for cells and training steps (or nothing, with --quiet)."""
+    """Rich progress bars for cells, training steps and each unit of a cell, with the time
+    left estimated from recorded durations (or nothing, with --quiet).
+
+    The runner tells it the cells ahead (:meth:`plan`: each cell's fit and evaluators)
+    and each unit as it starts and ends; the cells bar then shows ``≈ M:SS left``: the
+    sum of the expected seconds of every unit not yet run (a unit of a kind never
+    timed counts as ``+?``). The unit line says what runs now (a fit, an evaluator,
+    LiRA's k-th shadow fit) and how long such a unit took before.
+    """
 
     def __init__(self, quiet: bool, total: int):
         self.bar = None
+        self.durations = Durations()
+        self.ahead: list[tuple[tuple | None, list[tuple]]] = []
         if quiet:
             return
         from rich.progress import (
@@ -53,14 +113,92 @@ class Progress:
         self.bar.start()
         self.cells = self.bar.add_task("cells", total=total)
         self.train = self.bar.add_task("training", total=1, visible=False)
+        self.unit = self.bar.add_task("unit", total=None, visible=False)
+        self.label = ""
+
+    # -- the plan and the estimate ------------------------------------------------------
+
+    def plan(self, ahead: list[tuple[tuple | None, list[tuple]]]) -> None:
+        """The cells still to run, in order: (fit key or None, [evaluator keys])."""
+        self.ahead = list(ahead)
+        self._describe()
+
+    def left(self) -> tuple[float, int]:
+        """(expected seconds of the units ahead, how many of them were never timed)."""
+        total, unknown = 0.0, 0
+        for fit, evals in self.ahead:
+            for key in ([fit] if fit else []) + list(evals):
+                t = self.durations.expect(key)
+                if t is None:
+                    unknown += 1
+                else:
+                    total += t
+        return total, unknown
+
+    def _describe(self) -> None:
+        if not self.bar:
+            return
+        seconds, unknown = self.left()
+        eta = ""
+        if seconds or unknown:
+            eta = f" · ≈ {_clock(seconds)} left" + (f" + {unknown} untimed" if unknown else "")
+        self.bar.update(self.cells, description=f"cells{' · ' + self.label if self.label else ''}{eta}")
+
+    # -- cells --------------------------------------------------------------------------
 
     def cell(self, label: str) -> None:
         if self.bar:
-            self.bar.update(self.cells, description=f"cells · {label}")
+            self.label = label
+            self._describe()
 
     def cell_done(self) -> None:
+        if self.ahead:
+            self.ahead.pop(0)
         if self.bar:
             self.bar.advance(self.cells)
+            self._describe()
+
+    def skip_fit(self) -> None:
+        """The current cell's fit will not run (loaded, cached, or the real-data row)."""
+        if self.ahead:
+            self.ahead[0] = (None, self.ahead[0][1])
+            self._describe()
+
+    def keep_evaluators(self, keys: list[tuple]) -> None:
+        """Only these evaluators of the current cell will run (the rest are cached)."""
+        if self.ahead:
+            self.ahead[0] = (self.ahead[0][0], list(keys))
+            self._describe()
+
+    # -- units --------------------------------------------------------------------------
+
+    def unit_start(self, key: tuple, what: str) -> None:
+        if not self.bar:
+            return
+        t = self.durations.expect(key)
+        hint = f" (took {_clock(t)} before)" if t is not None else ""
+        self.bar.reset(self.unit, total=None, visible=True, description=f"  {what}{hint}")
+
+    def unit_note(self, note: str) -> None:
+        """A step inside the running unit (e.g. 'shadow 3 of 8 fitted')."""
+        if self.bar:
+            task = self.bar.tasks[self.unit]
+            base = task.description.split(" · ")[0]
+            self.bar.update(self.unit, description=f"{base} · {note}")
+
+    def unit_done(self, key: tuple, seconds: float) -> None:
+        self.durations.record(key, seconds)
+        if self.ahead:
+            fit, evals = self.ahead[0]
+            if key == fit:
+                self.ahead[0] = (None, evals)
+            elif key in evals:
+                evals = list(evals)
+                evals.remove(key)
+                self.ahead[0] = (fit, evals)
+        if self.bar:
+            self.bar.update(self.unit, visible=False)
+            self._describe()
 
     def training(self, label: str) -> Callable[[int, int, dict[str, Any]], None] | None:
         if not self.bar:

@@ -53,6 +53,10 @@ class CellFits:
         self.threads = threads
         #: the run's device (ppds_core.device.resolve_device), handed to every FitContext
         self.device = device
+        #: inside an evaluator's child process: the channel to the runner (shadow-fit notes)
+        #: and the shadow-fit count when the unit started
+        self.unit_send: Callable[[Any], None] | None = None
+        self.unit_shadows0 = 0
 
     def fit(self, cell: Cell, cell_dir: Path, splits: Splits, label: str) -> FitOutcome:
         gen = cell.generator
@@ -67,7 +71,11 @@ class CellFits:
             except Exception:
                 log.exception("%s: could not load the saved model; fitting again", label)
                 outcome = None
-        if outcome is None:
+        if outcome is not None:
+            self.progress.skip_fit()
+        else:
+            unit = ("fit", gen.name, cell.budget.is_private)
+            self.progress.unit_start(unit, f"fit {gen.name} {cell.budget.label()}")
             trainer = dict(self.matrix.config.trainer)
             ctx = FitContext(seed=cell.seed, public=splits.public, trainer=trainer,
                              workdir=cell_dir / "work", accountant=cell.accountant,
@@ -98,6 +106,7 @@ class CellFits:
                 if outcome is None:
                     raise RuntimeError(f"the {gen.name} fit finished but left no {cell_dir / 'fit.json'}")
             self.summary.fits += 1
+            self.progress.unit_done(unit, outcome.seconds)
             log.info("%s: fitted in %.1fs, ε spent %s", label, outcome.seconds, outcome.ledger.epsilon_spent)
         return outcome
 
@@ -136,6 +145,10 @@ class CellFits:
                                        ev_ctx.shadow_samples, seed)
                 assert outcome is not None, "a single-process fit always writes"
             self.summary.shadow_fits += 1
+            if self.unit_send is not None:  # the runner's unit line: "shadow k fitted"
+                done = self.summary.shadow_fits - self.unit_shadows0
+                self.unit_send({"note": f"{done} shadow fit{'s' if done > 1 else ''} done, "
+                                        f"last {outcome.seconds:.0f}s"})
             log.info("%s: fitted shadow %s (seed %d, %d images) in %.1fs", cell.label(), key, seed,
                      len(private), outcome.seconds)
             return outcome.generator

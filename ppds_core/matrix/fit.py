@@ -12,6 +12,7 @@ extra rank) but only global rank 0 writes; the others return None.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -36,7 +37,8 @@ from ..privacy.verify import verify_ledger
 from ._data import dataset_splits
 from .config import MAX_SEED
 
-__all__ = ["FitOutcome", "fit_and_save", "load_fitted", "fit_generator", "FIT_MARKER", "is_rank_zero"]
+__all__ = ["FitOutcome", "fit_and_save", "load_fitted", "fit_generator", "FIT_MARKER", "is_rank_zero",
+           "real_data_grid"]
 
 log = logging.getLogger("ppds.matrix")
 
@@ -221,3 +223,23 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float):
         return encode_float(value)
     return str(value)
+
+
+def real_data_grid(dataset: str, label: str, cell_dir: Path, private: ImageSet) -> None:
+    """``samples.png`` of the real-data row: 8 images per class of the private split, the
+    grid the generators' grids are compared with (plots/samples_<dataset>_real-data_*.png).
+    A picture, never the data: the split itself stays in memory. Best effort: a failure
+    to draw costs the picture, not the cell (a full disk still stops the run)."""
+    path = cell_dir / "samples.png"
+    if path.exists():
+        return
+    try:
+        from ..report.plots import sample_grid
+
+        sample_grid(private, path, title=f"{dataset} · real data (private split)")
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise  # the run's storage is full or read-only: the runner stops in one line
+        log.warning("no real-data grid for %s: %s", label, err)
+    except Exception as err:  # a picture must not fail the reference row
+        log.warning("no real-data grid for %s: %s", label, err)

@@ -46,10 +46,13 @@ from ._fitting import CellFits, no_shadow_fit
 from ._isolation import UnitError, isolation, run_isolated, stop_on_sigterm
 from ._lock import RunLock
 from ._needs import unmet_need
+from ._pending import DONE, check_cells, done_measurements, evaluators_of, pending  # noqa: F401
+from ._provenance import write_provenance
+from ._yaml import read_config_text
 from .cells import Cell, expand_cells, in_shard, measurement_id, parse_shard
 from .config import ResolvedMatrix, ResolvedPlugin, load_matrix
-from .fit import FitOutcome
-from .results import RESULTS_FILE, append_rows, read_results
+from .fit import FitOutcome, real_data_grid
+from .results import RESULTS_FILE, append_rows
 from .row import ResultRow
 
 __all__ = ["run_matrix", "RunSummary", "unmet_need"]
@@ -58,8 +61,6 @@ log = logging.getLogger("ppds.matrix")
 
 #: what a measurement may be called: it becomes a column name and part of plot file names
 MEASUREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@%+._-]{0,99}")
-#: row statuses that count as done: a re-run leaves them alone (failed ones are retried)
-DONE = ("ok", "skipped")
 
 
 @dataclass
@@ -80,6 +81,9 @@ class RunSummary:
     failed: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    #: ``--check --out DIR``: per cell, what a run into DIR would do ("done", "would run", …)
+    states: list[str] | None = None
+    folders: list[str | None] | None = None  #: ``--check``: each cell's folder under cells/
 
     @property
     def exit_code(self) -> int:
@@ -120,9 +124,7 @@ class _Runner:
         self.cache_dir = out / "cache"
         self.cache_dir.mkdir(exist_ok=True)
         inside(self.cache_dir, out, "the cache folder")  # a planted link must not move the caches
-        final = ("ok",) if retry_skipped else DONE
-        self.done = {r["measurement"]: r["status"] for r in read_results(out)
-                     if r.get("measurement") and r.get("status") in final}
+        self.done = done_measurements(out, retry_skipped)
         self._data: dict[int, tuple[Splits, str]] = {}
         #: torch threads of each unit's child process (see _isolation)
         self.threads = threads
@@ -176,7 +178,7 @@ class _Runner:
         label = cell.label()
         self.progress.cell(label)
         # an evaluator's generators / epsilons filter leaves no row at all in the cells it skips
-        evaluators = [e for e in self.matrix.evaluators if e.selects(cell.generator_name, cell.epsilon)]
+        evaluators = evaluators_of(self.matrix, cell)
         try:
             splits, fingerprint = self.data(cell)
         except Exception as err:
@@ -187,12 +189,10 @@ class _Runner:
             return
         cell_id = cell.cell_id(fingerprint)
         cell_dir = self.out / "cells" / cell_id
-        pending = [(e, measurement_id(cell_id, e, cell.smoke)) for e in evaluators]
-        fitted = cell.is_reference_data or (cell_dir / "fit.json").exists()
-        if fitted:  # a refit (its folder deleted, or never finished) recomputes every measurement
-            pending = [(e, mid) for e, mid in pending if mid not in self.done]
-        self.summary.cached += len(evaluators) - len(pending)
-        if not pending and fitted:
+        fitted, todo = pending(cell, cell_id, evaluators, self.done, cell_dir)
+        self.summary.cached += len(evaluators) - len(todo)
+        self.progress.keep_evaluators([("eval", ev.name) for ev, _ in todo])
+        if not todo and fitted:
             log.info("%s: cached (%s), nothing to do", label, cell_id)
             return
         cell_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +202,7 @@ class _Runner:
         outcome: FitOutcome | None = None
         if cell.is_reference_data:
             synthetic = splits.private
-            _real_data_grid(cell, cell_dir, splits.private)
+            real_data_grid(cell.dataset_name, cell.label(), cell_dir, splits.private)
         else:
             try:
                 if cell.budget.is_private:
@@ -210,10 +210,10 @@ class _Runner:
                 outcome = self.fits.fit(cell, cell_dir, splits, label)
             except Exception as err:
                 _reraise_storage(err)
-                self._fail_cell(cell, cell_id, [e for e, _ in pending], "generator fit failed", err)
+                self._fail_cell(cell, cell_id, [e for e, _ in todo], "generator fit failed", err)
                 return
             synthetic = outcome.samples
-        for ev, mid in pending:
+        for ev, mid in todo:
             self._evaluate(cell, cell_id, cell_dir, ev, mid, splits, outcome, synthetic, label)
 
     def _evaluate(self, cell, cell_id, cell_dir, ev: ResolvedPlugin, mid: str, splits: Splits,
@@ -225,7 +225,9 @@ class _Runner:
         workdir.mkdir(parents=True)
         batch = uuid.uuid4().hex[:12]
         reason = unmet_need(getattr(ev.cls, "needs", frozenset()), cell, outcome, splits)
+        unit = ("eval", ev.name)
         if reason:
+            self.progress.unit_done(unit, None)  # nothing ran: no duration to learn from
             self._record([self._row(cell, cell_id, ev, mid, batch, outcome, status="skipped", error=reason)], label)
             self.summary.computed += 1
             return
@@ -239,8 +241,11 @@ class _Runner:
         ctx.fit_fresh = self.fits.shadow_fitter(cell, splits, cell_dir, ctx) if outcome else no_shadow_fit
         summary = self.summary
 
+        fits = self.fits
+
         def evaluate(send: Callable[[Any], None]) -> dict[str, Any]:  # in the unit's child process
             shadows = (summary.shadow_fits, summary.shadows_loaded)
+            fits.unit_send, fits.unit_shadows0 = send, summary.shadow_fits
             try:
                 found = ev.cls(ev.config).evaluate(ctx)  # type: ignore[attr-defined]
                 if not found:
@@ -258,14 +263,12 @@ class _Runner:
             finally:  # the shadow models it fitted or loaded count in the parent's summary
                 send([summary.shadow_fits - shadows[0], summary.shadows_loaded - shadows[1]])
 
-        def count_shadows(message: list[int]) -> None:
-            summary.shadow_fits += message[0]
-            summary.shadows_loaded += message[1]
-
+        self.progress.unit_start(unit, f"{ev.kind} {ev.name}")
         t0 = time.perf_counter()
         result = run_isolated(evaluate, timeout_min=ev.timeout_min, threads=self.threads,
-                              on_progress=count_shadows)
+                              on_progress=self._unit_message)
         seconds = time.perf_counter() - t0
+        self.progress.unit_done(unit, seconds if result.ok else None)
         try:
             if not result.ok:
                 raise result.exception()
@@ -288,6 +291,15 @@ class _Runner:
                  ", ".join(f"{r['name']}={r['value']:.4g}" if r["status"] == "ok" else f"{r['name']} {r['status']}"
                            for r in rows))
         self.summary.computed += 1
+
+    def _unit_message(self, message: list[int] | dict[str, str]) -> None:
+        """From an evaluator's child: a note for the unit line (a shadow fit finished), or at
+        its end the shadow models it fitted and loaded, for the run's summary."""
+        if isinstance(message, dict):
+            self.progress.unit_note(str(message.get("note", "")))
+            return
+        self.summary.shadow_fits += message[0]
+        self.summary.shadows_loaded += message[1]
 
     def _fail_cell(self, cell: Cell, cell_id: str, evaluators: list[ResolvedPlugin], what: str,
                    err: BaseException) -> None:
@@ -337,8 +349,9 @@ def run_matrix(
     cells = [c for c in expand_cells(matrix) if in_shard(c, shard_t)]
     check_datasets_available(matrix)
     if check:
-        check_deltas(matrix, cells)
-        return RunSummary(out=Path(out) if out else None, cells=cells, check_only=True)
+        at = Path(out) if out else None
+        states, folders = check_cells(matrix, cells, at, retry_skipped)
+        return RunSummary(out=at, cells=cells, check_only=True, states=states, folders=folders)
     if out is None:
         raise ConfigError("no output folder: pass --out DIR (or --check to only validate)")
     out = Path(out)
@@ -356,6 +369,9 @@ def run_matrix(
         raise ConfigError(f"--out {out}: cannot write the run log there ({err.strerror}); "
                           "pass a folder you can write to") from None
     progress = Progress(quiet, len(cells))
+    progress.durations.seed_from(out)  # what an earlier run in this folder took: the first ETA
+    progress.plan([(None if c.is_reference_data else ("fit", c.generator_name, c.budget.is_private),
+                    [("eval", e.name) for e in evaluators_of(matrix, c)]) for c in cells])
     with lock, run_log, isolation(matrix.config.threads) as unit_threads, stop_on_sigterm():
         log.info("ppds %s: matrix %r from %s, %d cells%s%s", __version__, matrix.config.name, matrix.source,
                  len(cells), f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "", ", smoke" if smoke else "")
@@ -363,6 +379,7 @@ def run_matrix(
                          device=resolve_device(matrix.config.trainer))  # after isolation(): no CUDA init
         check_deltas(matrix, cells, lambda c: runner.data(c)[0])  # (loads inside isolation())
         try:
+            write_provenance(out, matrix, config if isinstance(config, dict) else read_config_text(Path(config)))
             try:
                 for cell in cells:
                     runner.run_cell(cell)
@@ -381,19 +398,3 @@ def run_matrix(
                  summary.seconds, summary.fits, summary.loaded, summary.computed, summary.cached,
                  len(summary.failed))
     return summary
-
-def _real_data_grid(cell: Cell, cell_dir: Path, private: ImageSet) -> None:
-    """``samples.png`` of the real-data row: 8 images per class of the private split, the
-    grid the generators' grids are compared with (plots/samples_<dataset>_real-data_*.png).
-    A picture, never the data: the split itself stays in memory. Best effort: a failure
-    costs the picture, not the cell."""
-    path = cell_dir / "samples.png"
-    if path.exists():
-        return
-    try:
-        from ..report.plots import sample_grid
-
-        sample_grid(private, path, title=f"{cell.dataset_name} · real data (private split)")
-    except Exception as err:  # a picture must not fail the reference row
-        _reraise_storage(err)
-        log.warning("no real-data grid for %s: %s", cell.label(), err)
