@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 OUT    ?= runs/quickstart
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench device-check clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# The GPU check of the paper configurations (≤ 8 min on one modern GPU; JSON + Markdown report).
+device-check: $(STAMP)
+	$(BIN)/python benchmarks/device_check.py --out runs/device-check
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
