@@ -1,5 +1,5 @@
 """A run folder says what made it (provenance.json); --check --out says what is done there;
-an unknown plugin option suggests the closest known one."""
+an unknown plugin option suggests the closest known one; a piped run ends on Markdown."""
 
 from __future__ import annotations
 
@@ -102,3 +102,11 @@ def test_an_unknown_plugin_option_suggests_the_closest_one(fakes):
     with pytest.raises(ConfigError) as err:
         run_matrix(bad, check=True)
     assert str(err.value).endswith("generators[0].config.zzzzzz: unknown option")
+
+
+def test_a_piped_ppds_run_ends_on_the_complete_markdown_board(fakes, tmp_path, capsys):
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(SMALL))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out  # captured: not a terminal, so no width to fit
+    assert "| dataset | generator | ε |" in printed and "fake-gap" in printed and "…" not in printed

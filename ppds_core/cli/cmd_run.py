@@ -68,7 +68,7 @@ def report_summary(summary: RunSummary, quiet: bool) -> int:
     smoke = bool(summary.cells and summary.cells[0].smoke)
     if not quiet and (Path(out) / "results.jsonl").exists():
         try:
-            from ..report.leaderboard import build_board, load_rows, render_rich
+            from ..report.leaderboard import build_board, load_rows, print_board
 
             part = [r for r in load_rows([out]) if bool(r.get("smoke")) == smoke]
             if part:
@@ -76,7 +76,7 @@ def report_summary(summary: RunSummary, quiet: bool) -> int:
                 full = f"{'leaderboard-smoke' if smoke else 'leaderboard'}-full.md"
                 again = f"ppds leaderboard {out}{' --smoke' if smoke else ''} --full"
                 board.full_hint = f"{Path(out) / full}, or `{again}`"
-                console.print(render_rich(board))
+                print_board(board, console)  # Markdown, complete, when stdout is not a terminal
         except Exception as err:  # the table is a courtesy; the files are the result
             err_console.print(f"[yellow]could not render the leaderboard table: {escape(str(err))}[/]")
     if not quiet:
