@@ -34,7 +34,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no lock
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["RunLock", "LOCK_FILE"]
+__all__ = ["RunLock", "LOCK_FILE", "holders"]
 
 log = logging.getLogger("ppds.matrix")
 
@@ -149,3 +149,16 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def holders(out: Path) -> list[str]:
+    """Who is writing ``out`` now (the run lock's or each shard lock's holder), or []."""
+    if fcntl is None:
+        return []
+    probe = RunLock(out)
+    shards = [p for p in sorted(Path(out).glob(".ppds-run-shard-*.lock")) if probe._held(p)]
+    if shards:
+        return [_holder(p) for p in shards]
+    main = Path(out) / LOCK_FILE
+    return [_holder(main)] if probe._held(main) else []
+
