@@ -33,6 +33,14 @@ SAMPLERS = {"ddim-50": {"sampler": "ddim", "sample_steps": 50},
             "dpm-solver-20": {"sampler": "dpm-solver", "sample_steps": 20}}
 
 
+def save_grid(images, path: Path) -> None:
+    """Eight samples per class, one class per column (as docs/img/digits-real-grid.png)."""
+    from ppds_plugins.common.grid import write_class_grid
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_class_grid(images, path, rows=8, scale=6)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -41,6 +49,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--set", nargs="*", default=[], help="config overrides KEY=VALUE")
+    ap.add_argument("--grids", type=Path, default=None,
+                    help="also save a 10×10 grid of each sampler's first 100 samples here")
     a = ap.parse_args()
     torch.set_num_threads(1)
     splits = load_dataset("digits", public="glyphs")
@@ -61,6 +71,9 @@ def main() -> None:
                     w0 = time.perf_counter()
                     synthetic = gen.sample(a.samples, seed=seed)
                     sample_wall = time.perf_counter() - w0
+                    if a.grids is not None:
+                        tag = "inf" if not math.isfinite(eps) else f"{eps:g}"
+                        save_grid(synthetic, a.grids / f"{name}-eps{tag}-seed{seed}-{label}.png")
                     with tempfile.TemporaryDirectory() as tmp:
                         ctx = EvalContext(splits=splits, synthetic=synthetic, generator=gen,
                                           budget=budget, ledger=ledger, seed=seed,
