@@ -155,6 +155,14 @@ class FitContext:
     #: once per run from ``trainer`` (:func:`ppds_core.device.resolve_device`: CPU unless
     #: ``accelerator`` asks for a GPU); None resolves it from this context's ``trainer``.
     device: str | None = None
+    #: a folder that outlives the fit's process (the runner passes ``<cell>/checkpoint``): a
+    #: generator that can resume saves its whole training state there every
+    #: ``checkpoint_every`` steps and, when it finds a checkpoint of the same plan at the start
+    #: of ``fit``, continues from it, so a fit killed by a scheduler loses at most that many
+    #: steps and its ledger equals an uninterrupted fit's. None: no checkpoints.
+    checkpoint_dir: Path | None = None
+    #: private (or non-private) optimisation steps between two checkpoints
+    checkpoint_every: int = 200
 
     def __post_init__(self) -> None:
         if self.device is None:
@@ -299,6 +307,14 @@ class EvalContext:
     shadow_samples: int = 64
     #: the cell's device, as in :attr:`FitContext.device` (None: resolved from ``trainer``)
     device: str | None = None
+    #: a folder that outlives the fit's process (the runner passes ``<cell>/checkpoint``): a
+    #: generator that can resume saves its whole training state there every
+    #: ``checkpoint_every`` steps and, when it finds a checkpoint of the same plan at the start
+    #: of ``fit``, continues from it, so a fit killed by a scheduler loses at most that many
+    #: steps and its ledger equals an uninterrupted fit's. None: no checkpoints.
+    checkpoint_dir: Path | None = None
+    #: private (or non-private) optimisation steps between two checkpoints
+    checkpoint_every: int = 200
 
     def __post_init__(self) -> None:
         if self.device is None:
