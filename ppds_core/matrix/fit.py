@@ -4,7 +4,11 @@
 :func:`fit_and_save`, so a model fitted by hand and one fitted by the matrix
 are the same artifact: ``model/``, ``ledger.json``, ``samples.npz``,
 ``samples.png`` and ``fit.json``. ``fit.json`` is written last and marks the
-fit complete; a folder without it (a crash mid-fit) is refitted.
+fit complete; a folder without it (a crash mid-fit) is refitted, resuming from
+``checkpoint/`` when the context names it (``ctx.checkpoint_dir``: the runner's
+``<cell>/checkpoint``, ``ppds fit``'s ``--out DIR/checkpoint``) and the generator
+left a checkpoint of the same plan there. Once ``fit.json`` is written the
+checkpoint folder is deleted: the saved model is the fit's one copy.
 
 Under DDP every rank runs the fit (Lightning re-executes the command once per
 extra rank) but only global rank 0 writes; the others return None.
@@ -32,6 +36,7 @@ from ..errors import ConfigError
 from ..imageset import ImageSet
 from ..interfaces import FitContext, Generator, PluginConfig
 from ..privacy.accounting import check_ledger_accountant
+from ..privacy.checkpoint import remove_checkpoints
 from ..privacy.ledger import Ledger
 from ..privacy.verify import verify_ledger
 from ._data import dataset_splits
@@ -138,6 +143,7 @@ def fit_and_save(
         "train_info": _json_safe(getattr(generator, "train_info", None) or {}),
     }
     atomic_write_text(out_dir / FIT_MARKER, json.dumps(marker, indent=2, allow_nan=False))  # never a link
+    remove_checkpoints(ctx.checkpoint_dir)  # finished: no second copy of the model in the cell
     return FitOutcome(generator, ledger, samples, seconds, out_dir)
 
 
@@ -208,7 +214,9 @@ def fit_generator(
         log.warning("%s uses public data but no public dataset was named (--public)", generator)
     splits = dataset_splits(dataset, dataset_config, public, smoke=smoke, check=True)
     ctx = FitContext(seed=seed, public=splits.public, trainer=dict(trainer or {}), accountant=accountant,
-                     progress=progress, reproducible_noise=reproducible_noise)
+                     progress=progress, reproducible_noise=reproducible_noise,
+                     # a killed `ppds fit` resumes from here when run again with the same plan
+                     checkpoint_dir=out / "checkpoint")
     return fit_and_save(gen_cls, gen_config, splits.private, budget, ctx, out, samples, seed)
 
 

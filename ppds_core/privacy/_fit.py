@@ -20,6 +20,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -27,12 +28,16 @@ from ..errors import BudgetError
 from ..imageset import ImageSet
 from ..interfaces import FitContext
 from ..safe_load import load_tensors
+from ._checkpoint import PeriodicCheckpoint, engine_plan_key, resumable_checkpoint
 from ._module import DPSGDModule
 from ._opacus_lightning import build_trainer
 from ._poisson import is_poisson_loader
 from ._state import DPSGDState, _derived_seed, _secure_generator
+from .checkpoint import Preemption, preemption
 from .ledger import Ledger
 from .plan import DPSGDPlan, plan_dp_sgd
+
+log = logging.getLogger("ppds.privacy")
 
 __all__ = ["fit_private", "public_copy"]
 
@@ -56,6 +61,8 @@ class _DPSGDCallback(pl.Callback):
         if st.pending_checkpoint is not None:
             st.load_state_dict(st.pending_checkpoint)
             st.pending_checkpoint = None
+            log.info("DP-SGD resumed from a checkpoint at step %d of %d", st.steps_done,
+                     st.total_steps)
         # each rank draws its own randomness (fake latents, diffusion noise) after the common
         # start; weights were broadcast from rank 0
         torch.manual_seed(_derived_seed(st.seed, "global", st.rank, st.steps_done))
@@ -65,6 +72,8 @@ class _DPSGDCallback(pl.Callback):
         if st.finished:
             trainer.should_stop = True
         st.stepped_this_batch = False
+        if st.pending_rng is not None:  # a resumed run's first batch
+            st.restore_global_rng()
         if st.grads is not None:
             st.grads.clear_stale()
         return None
@@ -123,15 +132,22 @@ def fit_private(
     ckpt_path: str | Path | None = None,
     callbacks: Sequence[pl.Callback] = (),
     trainer_overrides: dict[str, Any] | None = None,
+    resume_key: Any = None,
 ) -> Ledger:
     """Train ``module`` with DP-SGD on ``data`` under ``plan``; return the ledger.
 
     ``ctx`` supplies the seed, the trainer options, the working directory,
-    the default accountant and the progress callback. ``ckpt_path`` resumes a
-    checkpoint written by a previous ``fit_private`` of the same plan (e.g.
-    by a ``ModelCheckpoint`` passed in ``callbacks``). After the call the
-    module is a plain module again (per-sample hooks removed) and
-    ``module.dp`` still describes the run.
+    the default accountant, the progress callback and the checkpoint folder.
+    With ``ctx.checkpoint_dir`` the run writes its checkpoint there every
+    ``ctx.checkpoint_every`` private steps and continues from one of the same
+    plan (``resume_key``: what else the generator's plan depends on, e.g. its
+    config; ``module.dp.resumed_from`` says from which step); SIGTERM/SIGUSR1
+    then write a checkpoint at the end of the current step and raise
+    :class:`~ppds_core.privacy.checkpoint.FitInterrupted`. ``ckpt_path``
+    resumes a given checkpoint of the same plan (e.g. one written by a
+    ``ModelCheckpoint`` passed in ``callbacks``). After the call the module is
+    a plain module again (per-sample hooks removed) and ``module.dp`` still
+    describes the run.
     """
     if not isinstance(module, DPSGDModule):
         raise TypeError("fit_private trains a DPSGDModule subclass")
@@ -148,32 +164,48 @@ def fit_private(
     )
     state.noise_generator = secure or state.mechanism_generator("noise")
     object.__setattr__(module, "_dp_state", state)
+    folder = ctx.checkpoint_dir if ckpt_path is None else None
+    if folder is not None:
+        state.plan_key = engine_plan_key(state, data, module, resume_key)
+        ckpt_path = resumable_checkpoint(folder, state.plan_key)
 
-    with _quiet_lightning():
+    with _quiet_lightning(), preemption(folder is not None) as preempt:
+        periodic = ([PeriodicCheckpoint(state, folder, ctx.checkpoint_every, preempt)]
+                    if folder is not None else [])
         trainer = build_trainer(
             {**ctx.trainer, **(trainer_overrides or {})},
             # a margin epoch: a resumed mid-epoch run restarts Lightning's epoch iterator;
             # the callback stops at exactly T private steps either way
             max_epochs=-(-schedule.total_steps // schedule.steps_per_epoch) + 1,
-            callbacks=[*callbacks, _DPSGDCallback(state)],
+            callbacks=[*callbacks, _DPSGDCallback(state), *periodic],
             default_root_dir=ctx.workdir,
         )
-    if ckpt_path is not None:  # a checkpoint is a pickle: refuse one holding code, in one line
-        load_tensors(ckpt_path, "Lightning checkpoint")
-    try:
-        with _quiet_lightning():
-            trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path is not None else None,
-                        weights_only=True)
-    finally:
-        if state.grads is not None:
-            state.grads.remove()
-            state.grads = None
+        _fit_trainer(trainer, module, state, ckpt_path, preempt)
     state.dataset = state.collate_fn = None  # keep no reference to the private data
     if state.steps_done < schedule.total_steps:
         state.notes.append(
             f"training ended after {state.steps_done} of {schedule.total_steps} planned steps"
         )
     return state.ledger()
+
+
+def _fit_trainer(trainer: pl.Trainer, module: DPSGDModule, state: DPSGDState,
+                 ckpt_path: str | Path | None, preempt: Preemption) -> None:
+    """``trainer.fit`` from ``ckpt_path`` (read with the safe loader first), hooks removed after."""
+    if ckpt_path is not None:  # a checkpoint is a pickle: refuse one holding code, in one line
+        load_tensors(ckpt_path, "Lightning checkpoint")
+    try:
+        trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path is not None else None,
+                    weights_only=True)
+    except SIGTERMException:  # Lightning's own stop on SIGTERM (our callback checkpoints first)
+        if not preempt.requested:
+            raise
+        if not state.finished:  # (after the last step the fit is complete: it may be saved)
+            raise preempt.interrupted(state.steps_done, state.total_steps, None) from None
+    finally:
+        if state.grads is not None:
+            state.grads.remove()
+            state.grads = None
 
 
 # --------------------------------------------------------------------------- helpers

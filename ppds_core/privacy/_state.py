@@ -72,6 +72,12 @@ class DPSGDState:
     max_physical_batch_size: int | None = None
     #: noise and Poisson batches derived from the (public) seed instead of OS entropy
     reproducible_noise: bool = False
+    #: the plan's identity in a periodic checkpoint (``_checkpoint.engine_plan_key``)
+    plan_key: str | None = None
+    #: the step a resumed run continued from (None: it started fresh)
+    resumed_from: int | None = None
+    #: the global RNG states of a resumed checkpoint, applied at its first batch
+    pending_rng: dict[str, Any] | None = None
 
     def mechanism_generator(self, *tags: object, device: Any = "cpu") -> Any:
         """The generator of a privacy mechanism (noise, Poisson sampler): OS entropy
@@ -146,13 +152,36 @@ class DPSGDState:
 
     # -- checkpoint ------------------------------------------------------------------
 
+    def restore_global_rng(self) -> None:
+        """At a resumed run's first batch: the global RNG as the uninterrupted run had it.
+
+        Applied at the first batch rather than at load time because Lightning opens the
+        data loader's iterator in between, which draws one number from the global RNG
+        (its worker base seed); the uninterrupted run drew that number only when a new
+        epoch began right after the checkpointed step, so it is drawn again exactly then.
+        """
+        saved, self.pending_rng = self.pending_rng, None
+        if not saved:
+            return
+        torch.set_rng_state(saved["torch_rng"])
+        if "cuda_rng" in saved and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        if self.steps_done % self.schedule.steps_per_epoch == 0:
+            torch.empty((), dtype=torch.int64).random_()
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "schedule": self.schedule.fingerprint(),
             "steps_done": self.steps_done,
             # the accountant's view of the run, as checkpoints have always carried it
             "history": [list(h) for h in self.history()],
+            "plan_key": self.plan_key,
+            # the global RNG (fake latents, diffusion noise, dropout): not a privacy mechanism, so
+            # it is saved, and a resumed run draws what the uninterrupted one would have
+            "torch_rng": torch.get_rng_state(),
         }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
         # the mechanisms' generator states only when they are seeded anyway: a state drawn
         # from OS entropy, written to disk, would let a reader of the checkpoint predict
         # the noise of the rest of the run (a resumed run draws fresh entropy instead)
@@ -174,6 +203,9 @@ class DPSGDState:
             )
         self.steps_done = int(state["steps_done"])
         self._check_history(state.get("history", []))
+        self.resumed_from = self.steps_done
+        if "torch_rng" in state and self.world_size == 1:
+            self.pending_rng = {k: state[k] for k in ("torch_rng", "cuda_rng") if k in state}
         if not self.reproducible_noise:
             return
         if "sampler_rng" in state and isinstance(self.sampler_generator, torch.Generator):

@@ -66,7 +66,13 @@ Contract:
   (book-keeping: one backward, per-layer ghost or instantiated norms, clipped
   sums; ``_bookkeeping.py``). All attach to the module in place.
 - Checkpoints (``ckpt_path=`` to resume) carry the step count (and the
-  (σ, q, T) history it stands for) and the RNG states; a resumed run continues the ledger.
+  (σ, q, T) history it stands for) and the RNG states that are not a privacy
+  mechanism's (and, with ``reproducible_noise`` only, the sampler's and the
+  noise's); a resumed run continues the ledger. With ``ctx.checkpoint_dir`` the
+  engine writes one there every ``ctx.checkpoint_every`` private steps and
+  resumes it in the next ``fit_private`` of the same plan; SIGTERM/SIGUSR1
+  checkpoint and stop the fit (``FitInterrupted``) — ``_checkpoint.py``,
+  :mod:`ppds_core.privacy.checkpoint`.
 - ``ctx.trainer`` is passed to Lightning (accelerator, devices, strategy,
   num_nodes, precision, …); CPU and quiet by default. ``strategy: ddp``
   runs Opacus' DistributedDPOptimizer (noise once, on rank 0) over a
@@ -84,6 +90,8 @@ Layout (this module is the stable import path; the pieces live by concern):
   attachment (per-sample gradients + the Opacus DP optimizer);
 - :mod:`~ppds_core.privacy._fit` — :func:`fit_private`, the Lightning callback,
   data coercion, :func:`public_copy`;
+- :mod:`~ppds_core.privacy._checkpoint` — periodic checkpoints into
+  ``ctx.checkpoint_dir`` and finding one of the same plan to resume;
 - ``_grad_modes`` / ``_bookkeeping`` (per-sample gradients), ``_poisson`` (the
   sampler), ``_opacus_lightning`` (trainer and DDP strategy).
 

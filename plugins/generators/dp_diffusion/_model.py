@@ -63,6 +63,8 @@ class DiffusionGenerator(Generator):
         self.train_info: dict[str, Any] = {}
         #: where ``sample`` runs by default: the fit's device (CPU for a loaded model)
         self.device: torch.device = default_device()
+        #: what ``_prepare`` released (PrivImage: its noisy query), for the DP-SGD checkpoint's key
+        self._resume_key: str | None = None
 
     @classmethod
     def smoke_config(cls, config: DiffusionConfig) -> DiffusionConfig:
@@ -97,13 +99,16 @@ class DiffusionGenerator(Generator):
         other = self._prepare(objective, private, budget, ctx)
         data = torch.utils.data.TensorDataset(to_model_space(private.images, self.side, cfg.image_size),
                                               private.labels)
-        ledger, ema, run = train_private(objective, data, len(private), budget, ctx, cfg, other)
+        ledger, ema, run = train_private(objective, data, len(private), budget, ctx, cfg, other,
+                                         resume_key=(self.name, cfg, self._resume_key))
         self.unet = ema
         self.ledger = ledger
         self.device = device_of(ctx)
         self.train_info.update({"dp_sgd_steps": run.steps_done, "model_side": self.side,
                                 "grad_sample_mode": run.grad_sample_mode,
                                 "parameters": sum(p.numel() for p in ema.parameters())})
+        if run.resumed_from is not None:
+            self.train_info["resumed_from_step"] = run.resumed_from
         return ledger
 
     def _objective(self, private: ImageSet, ctx: FitContext) -> NoiseMultiplicityDDPMLoss:

@@ -72,10 +72,14 @@ def make_plan(budget: PrivacyBudget, cfg: DiffusionConfig,
 
 def train_private(objective: NoiseMultiplicityDDPMLoss, data: torch.utils.data.Dataset,
                   num_examples: int, budget: PrivacyBudget, ctx: FitContext, cfg: DiffusionConfig,
-                  other_spends: tuple[GaussianSpend, ...] = ()) -> tuple[Ledger, nn.Module, Any]:
-    """Train ``objective.unet`` with DP-SGD; returns (ledger, EMA UNet, the run's ``module.dp``)."""
+                  other_spends: tuple[GaussianSpend, ...] = (), resume_key: Any = None,
+                  ) -> tuple[Ledger, nn.Module, Any]:
+    """Train ``objective.unet`` with DP-SGD; returns (ledger, EMA UNet, the run's ``module.dp``).
+
+    ``resume_key``: what a checkpoint in ``ctx.checkpoint_dir`` must also agree on to be
+    resumed (the generator's config, its earlier releases)."""
     module = make_module(objective, cfg)
-    ledger = fit_private(module, data, make_plan(budget, cfg, other_spends), ctx)
+    ledger = fit_private(module, data, make_plan(budget, cfg, other_spends), ctx, resume_key=resume_key)
     ema = module.ema.model.cpu().eval()
     return ledger, ema, module.dp
 

@@ -54,6 +54,16 @@ class DPGANModule(DPSGDModule):
         g_lr = self.cfg.g_lr if self.cfg.g_lr is not None else self.cfg.lr
         return [torch.optim.Adam(self.generator.parameters(), lr=g_lr, betas=self.cfg.betas)]
 
+    # -- checkpoints (FitContext.checkpoint_dir): what is not a tensor of a submodule -------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ppds_dp_gan"] = {"g_steps": self.g_steps, "last_g_loss": self.last_g_loss}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("ppds_dp_gan", {})
+        self.g_steps = int(saved.get("g_steps", self.g_steps))
+        self.last_g_loss = float(saved.get("last_g_loss", self.last_g_loss))
+
     # -- one Poisson batch ----------------------------------------------------------------
 
     def _latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -66,7 +66,8 @@ def train_dp_gan(private: ImageSet, budget: PrivacyBudget, ctx: FitContext,
     """Train DP-GAN on ``private`` under ``budget``; the engine returns the ledger."""
     module, plan = dp_sgd_recipe(private, budget, ctx, cfg)
     start, cpu_start = time.perf_counter(), time.process_time()
-    ledger = fit_private(module, private, plan, ctx)
+    # a checkpoint in ctx.checkpoint_dir is resumed only under the same config (and plan)
+    ledger = fit_private(module, private, plan, ctx, resume_key=("dp-gan", cfg))
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     generator = module.ema.model.cpu().eval()
     schedule = module.dp.schedule
@@ -81,4 +82,6 @@ def train_dp_gan(private: ImageSet, budget: PrivacyBudget, ctx: FitContext,
         "num_private": len(private),
         "grad_sample_mode": module.dp.grad_sample_mode,  # the plan's, with auto resolved
     }
+    if module.dp.resumed_from is not None:
+        info["resumed_from_step"] = module.dp.resumed_from
     return TrainResult(generator=generator, ledger=ledger, info=info)

@@ -21,6 +21,7 @@ from ppds_plugins.common.diffusion.unet import to_model_space
 from ppds_plugins.generators.dp_diffusion import DiffusionGenerator
 
 from ppds_core import ConfigError, FitContext, ImageSet, PrivacyBudget
+from ppds_core.privacy.checkpoint import StageCheckpoints, data_fingerprint, plan_key
 from ppds_core.privacy.ledger import GaussianSpend
 from ppds_core.privacy.randomness import mechanism_generator
 
@@ -69,23 +70,13 @@ class PrivImage(DiffusionGenerator):
         public = match_public_to_private(ctx.public, private.shape)
         per_class = classes_per_private(cfg.selection_ratio, public.num_classes,
                                         private.num_classes, cfg.classes_per_private_class)
-        # (1) the semantic query function sees only public data
-        classifier = train_query_classifier(public, cfg.query_epochs, ctx.seed, device, cfg.query_augment)
-        logits = predict_logits(classifier, private.images, device=device)
-        # (2) histogram of top-k votes + Gaussian noise: the only private-data release here
-        hist = topk_histogram(logits, private.labels, private.num_classes, cfg.query_topk)
-        spends: tuple[GaussianSpend, ...] = ()
-        sigma = 0.0
-        if budget.is_private:
-            sigma = (auto_query_sigma(budget, cfg.query_budget_share) if cfg.query_sigma == "auto"
-                     else float(cfg.query_sigma))
-            # a privacy mechanism: OS entropy unless the run asked for reproducible noise
-            noise = mechanism_generator(ctx.seed, "privimage-query",
-                                        reproducible=ctx.reproducible_noise)
-            noisy = noisy_histogram(hist, sigma, cfg.query_topk, noise)
-            spends = (query_spend(sigma, cfg.query_topk),)
-        else:
-            noisy = hist  # the non-private reference: the same recipe without noise
+        stages = StageCheckpoints(ctx.checkpoint_dir, plan_key(
+            "privimage", cfg, data_fingerprint(private.images, private.labels),
+            data_fingerprint(public.images, public.labels), budget.epsilon, budget.delta, ctx.seed,
+            ctx.reproducible_noise, ctx.accountant), ctx.checkpoint_every)
+        noisy, sigma, spends = self._semantic_query(public, private, budget, ctx, stages)
+        # the DP-SGD checkpoint is resumed only after this very query
+        self._resume_key = data_fingerprint(noisy)
         # (3) selection and relabelling (post-processing)
         selected = select_public_classes(noisy, per_class, cfg.selection_order)
         chosen = relabelled_public(public, selected, private.class_names)
@@ -98,11 +89,51 @@ class PrivImage(DiffusionGenerator):
                                     "topk": cfg.query_topk, "classes_per_private_class": per_class,
                                     "selection_order": cfg.selection_order,
                                     "public_images_selected": len(chosen)}
-        # (4) non-private pretraining on the relabelled public images
-        if cfg.pretrain_epochs > 0:
+        # (4) non-private pretraining on the relabelled public images (saved: a resumed fit
+        # skips it; the DP-SGD checkpoint, if any, then replaces these weights anyway)
+        saved = stages.load("privimage_pretrained") if cfg.pretrain_epochs > 0 else None
+        if saved is not None:
+            objective.unet.load_state_dict(saved["unet"])
+            self.train_info["pretrain_loss"] = [float(v) for v in saved["losses"]]
+        elif cfg.pretrain_epochs > 0:
             x = to_model_space(chosen.images, self.side, cfg.image_size)
             losses = pretrain(objective, x, chosen.labels, epochs=cfg.pretrain_epochs,
                               batch_size=cfg.pretrain_batch_size, lr=cfg.pretrain_lr,
                               label_dropout=cfg.label_dropout, seed=ctx.seed, device=device)
             self.train_info["pretrain_loss"] = losses
+            stages.save("privimage_pretrained", {"unet": objective.unet.state_dict(), "losses": losses})
         return spends
+
+    def _semantic_query(self, public: ImageSet, private: ImageSet, budget: PrivacyBudget,
+                        ctx: FitContext, stages: StageCheckpoints):
+        """(1)–(2): the noisy [private × public] histogram, its σ_q and spend.
+
+        The release is saved to the checkpoint folder right after it is drawn, and a
+        resumed fit of the same plan reuses it instead of drawing it again (a second
+        draw would be a second spend); the ledger carries it once either way.
+        """
+        cfg = self.config
+        sigma = 0.0
+        if budget.is_private:
+            sigma = (auto_query_sigma(budget, cfg.query_budget_share) if cfg.query_sigma == "auto"
+                     else float(cfg.query_sigma))
+        spends = (query_spend(sigma, cfg.query_topk),) if budget.is_private else ()
+        saved = stages.load("privimage_query")
+        if saved is not None and float(saved["sigma"]) == sigma:
+            self.train_info["query_reused"] = True
+            return saved["noisy"], sigma, spends
+        device = device_of(ctx)
+        # (1) the semantic query function sees only public data
+        classifier = train_query_classifier(public, cfg.query_epochs, ctx.seed, device, cfg.query_augment)
+        logits = predict_logits(classifier, private.images, device=device)
+        # (2) histogram of top-k votes + Gaussian noise: the only private-data release here
+        hist = topk_histogram(logits, private.labels, private.num_classes, cfg.query_topk)
+        if budget.is_private:
+            # a privacy mechanism: OS entropy unless the run asked for reproducible noise
+            noise = mechanism_generator(ctx.seed, "privimage-query",
+                                        reproducible=ctx.reproducible_noise)
+            noisy = noisy_histogram(hist, sigma, cfg.query_topk, noise)
+        else:
+            noisy = hist  # the non-private reference: the same recipe without noise
+        stages.save("privimage_query", {"noisy": noisy, "sigma": sigma})
+        return noisy, sigma, spends
