@@ -225,7 +225,7 @@ def test_a_preemption_signal_writes_a_checkpoint_and_stops_then_the_fit_resumes(
         _fit(name, ckdir, progress=progress)
     assert signal.getsignal(sig) == before  # the fit's handler is gone again
     stopped = err.value.steps_done
-    assert stopped >= 1
+    assert stopped >= 1 and err.value.exit_code == 128 + sig  # `ppds fit`: one line, exit 143 / 138
     resumed, ledger = _fit(name, ckdir)
     assert resumed.train_info["resumed_from_step"] == stopped
     _, full = _fit(name, None)
@@ -302,3 +302,27 @@ def test_the_engine_resumes_bit_for_bit_at_and_between_epoch_ends(every, tmp_pat
     assert resumed.dp.resumed_from == every
     for a, b in zip(resumed.parameters(), whole.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_without_reproducible_noise_no_mechanism_state_is_saved_and_the_ledger_still_matches(tmp_path):
+    """OS-entropy noise and sampling: their generator states never reach the file (a reader
+    could predict the rest of the noise); the resumed fit draws fresh ones, same ledger."""
+    from ppds_plugins.generators.dp_gan import DPGAN
+
+    private, _ = _data()
+    ckdir = tmp_path / "checkpoint"
+    stop, progress = _stop_after_checkpoint(ckdir, "dp_sgd.ckpt")
+
+    def ctx(**kw):
+        return FitContext(seed=0, accountant="rdp", checkpoint_dir=ckdir, checkpoint_every=EVERY, **kw)
+
+    with pytest.raises(stop):
+        DPGAN(CASES["dp-gan"][0]).fit(private, BUDGET, ctx(progress=progress))
+    state = torch.load(ckdir / "dp_sgd.ckpt", weights_only=True)["callbacks"]["ppds_dp_sgd"]
+    assert state["steps_done"] == EVERY and "torch_rng" in state
+    assert "sampler_rng" not in state and "noise_rng" not in state
+    resumed = DPGAN(CASES["dp-gan"][0])
+    ledger = resumed.fit(private, BUDGET, ctx())
+    assert resumed.train_info["resumed_from_step"] == EVERY
+    full = DPGAN(CASES["dp-gan"][0]).fit(private, BUDGET, FitContext(seed=0, accountant="rdp"))
+    assert ledger == full and not ledger.reproducible_noise

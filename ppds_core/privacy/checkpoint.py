@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_open
+from ..errors import PpdsError
 from ..safe_load import load_tensors
 
 __all__ = ["FitInterrupted", "Preemption", "StageCheckpoints", "data_fingerprint", "plan_key",
@@ -64,15 +65,18 @@ PREEMPTION_SIGNALS: tuple[int, ...] = tuple(
     s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s is not None)
 
 
-class FitInterrupted(RuntimeError):
+class FitInterrupted(PpdsError):
     """A fit stopped by a preemption signal after writing its checkpoint: not finished.
 
-    Running the same fit again (same plan, same ``checkpoint_dir``) resumes it.
+    Running the same fit again (same plan, same ``checkpoint_dir``) resumes it. The
+    CLI prints it as one line and exits 128 + the signal's number (143 for SIGTERM),
+    as a process ended by that signal would.
     """
 
     def __init__(self, message: str, signum: int | None = None, steps_done: int | None = None):
         super().__init__(message)
         self.signum, self.steps_done = signum, steps_done
+        self.exit_code = 128 + int(signum) if signum is not None else 1
 
 
 def _canonical(value: Any) -> Any:
