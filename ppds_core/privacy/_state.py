@@ -208,7 +208,13 @@ class DPSGDState:
             self.pending_rng = {k: state[k] for k in ("torch_rng", "cuda_rng") if k in state}
         if not self.reproducible_noise:
             return
-        if "sampler_rng" in state and isinstance(self.sampler_generator, torch.Generator):
+        if isinstance(self.sampler_generator, torch.Generator) and self.world_size > 1:
+            # rank 0's sampler state is the one saved: each rank must keep its own stream
+            # (shared ones would correlate inclusions across shards), so derive one per rank
+            self.sampler_generator.manual_seed(
+                derived_seed(self.seed, "poisson", self.rank, self.world_size, "resumed",
+                             self.steps_done))
+        elif "sampler_rng" in state and isinstance(self.sampler_generator, torch.Generator):
             self.sampler_generator.set_state(state["sampler_rng"])
         if "noise_rng" in state and isinstance(self.noise_generator, torch.Generator):
             self.noise_generator.set_state(state["noise_rng"])
