@@ -326,3 +326,62 @@ def test_without_reproducible_noise_no_mechanism_state_is_saved_and_the_ledger_s
     assert resumed.train_info["resumed_from_step"] == EVERY
     full = DPGAN(CASES["dp-gan"][0]).fit(private, BUDGET, FitContext(seed=0, accountant="rdp"))
     assert ledger == full and not ledger.reproducible_noise
+
+
+DDP_SCRIPT = '''
+import json, os, sys
+import torch
+from torch import nn
+from ppds_core.budget import PrivacyBudget
+from ppds_core.interfaces import FitContext
+from ppds_core.privacy.engine import DPSGDModule, DPSGDPlan, fit_private
+
+class Model(DPSGDModule):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Linear(16, 3)
+    def private_module(self):
+        return self.net
+    def configure_private_optimizer(self):
+        return torch.optim.Adam(self.net.parameters(), lr=0.05)
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        self.private_step(nn.functional.cross_entropy(self.net(x.flatten(1)), y, reduction="none"))
+
+def run(out, ckdir, tag):
+    g = torch.Generator().manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.rand(96, 1, 4, 4, generator=g),
+                                          torch.randint(0, 3, (96,), generator=g))
+    model = Model()
+    plan = DPSGDPlan(budget=PrivacyBudget(epsilon=4.0), batch_size=24, steps=5, accountant="rdp")
+    ctx = FitContext(seed=0, trainer={"accelerator": "cpu", "devices": 2, "strategy": "ddp"},
+                     reproducible_noise=True, checkpoint_dir=ckdir, checkpoint_every=2)
+    ledger = fit_private(model, data, plan, ctx)
+    torch.save({"end": model.state_dict(), "ledger": ledger.to_json(), "steps": model.dp.steps_done,
+                "resumed_from": model.dp.resumed_from},
+               os.path.join(out, f"{tag}rank{model.dp.rank}.pt"))
+
+if __name__ == "__main__":
+    run(sys.argv[1], sys.argv[2], "first-")   # checkpoints at steps 2 and 4 (none at T = 5)
+    run(sys.argv[1], sys.argv[2], "second-")  # finds step 4's: one step left
+'''
+
+
+def test_under_ddp_rank_zero_checkpoints_and_both_ranks_resume(tmp_path):
+    from ppds_core.privacy.ledger import Ledger
+
+    script = tmp_path / "ddp_resume.py"
+    script.write_text(DDP_SCRIPT)
+    ckdir = tmp_path / "checkpoint"
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), str(ckdir)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = [torch.load(tmp_path / f"first-rank{r}.pt", weights_only=True) for r in (0, 1)]
+    second = [torch.load(tmp_path / f"second-rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert [r["resumed_from"] for r in first] == [None, None]
+    assert [r["resumed_from"] for r in second] == [4, 4] and [r["steps"] for r in second] == [5, 5]
+    assert Ledger.from_json(second[0]["ledger"]) == Ledger.from_json(first[0]["ledger"])
+    for name in second[0]["end"]:  # the replicas stay in step after the resume
+        assert torch.equal(second[0]["end"][name], second[1]["end"][name])
+    assert sorted(p.name for p in ckdir.iterdir()) == ["dp_sgd.ckpt"]

@@ -97,10 +97,22 @@ class PeriodicCheckpoint(pl.Callback):
         if st.finished:  # the model is about to be saved; nothing left to resume
             return
         due = st.stepped_this_batch and st.steps_done % self.every == 0
-        if due or self.preempt.requested:
+        stop = self._stop_requested(trainer)
+        if due or stop:
             self.save(trainer)
-        if self.preempt.requested:
+        if stop:
             raise self.preempt.interrupted(st.steps_done, st.total_steps, self.path)
+
+    def _stop_requested(self, trainer: pl.Trainer) -> bool:
+        """Whether to stop after this step; under DDP rank 0 decides for all (ranks that got
+        the signal a step apart would otherwise wait for each other for ever)."""
+        if trainer.world_size == 1:
+            return self.preempt.requested
+        import torch
+
+        flag = torch.tensor([1 if self.preempt.requested else 0], device=trainer.strategy.root_device)
+        torch.distributed.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def save(self, trainer: pl.Trainer) -> None:
         """The Lightning checkpoint, written by rank 0 atomically (temp name, fsync, rename)."""
