@@ -353,6 +353,12 @@ class Attack(_Evaluator):
 
     kind: ClassVar[str] = "attack"
 
+    def shadow_plan(self, splits: Splits, seed: int) -> list[tuple[ImageSet, int]]:
+        """The ``(training subset, seed)`` of each ``ctx.fit_fresh`` call ``evaluate`` will make on a
+        cell of ``splits`` at matrix ``seed``; [] = not known ahead. ``ppds worker`` fits each as
+        its own unit into the shadow cache first; a mismatch costs only time, never a result."""
+        return []
+
 
 # --------------------------------------------------------------------------- datasets
 

@@ -101,6 +101,7 @@ SOURCE = (
     class FakeGenConfig(PluginConfig):
         steps: int = 3
         noise: float = 0.1
+        sleep_s: float = 0.0  # seconds each fit takes (tests of workers keep them busy)
         fail: bool = False
         overspend: bool = False
         understate: bool = False  # claim half the ε its spends compose to
@@ -122,6 +123,7 @@ SOURCE = (
                 count("trainer " + json.dumps(ctx.trainer, sort_keys=True))
             if self.config.fail:
                 raise RuntimeError("fake generator exploded")
+            time.sleep(self.config.sleep_s)
             for s in range(self.config.steps):
                 if ctx.progress:
                     ctx.progress(s + 1, self.config.steps, {"epsilon": min(budget.epsilon, 1e9)})
@@ -159,6 +161,36 @@ SOURCE = (
             gen = cls(state["config"])
             gen.mean, gen.class_names = state["mean"], state["class_names"]
             return gen
+
+
+    class CkptConfig(FakeGenConfig):
+        step_s: float = 0.2
+
+
+    class FakeCkptGen(FakeGen):
+        """fake-gen whose fit takes step_s per step and checkpoints (step, history) into
+        ctx.checkpoint_dir every ctx.checkpoint_every steps; a fit finding a checkpoint resumes."""
+        name = "fake-ckpt-gen"
+        Config = CkptConfig
+
+        def fit(self, private, budget, ctx):
+            ckpt = Path(ctx.checkpoint_dir) if ctx.checkpoint_dir is not None else None
+            start, history = 0, []
+            if ckpt is not None and (ckpt / "state.json").exists():
+                state = json.loads((ckpt / "state.json").read_text())
+                start, history = state["step"], state["history"]
+            count(f"ckpt-start {start} pid {os.getpid()}")
+            for s in range(start, self.config.steps):
+                time.sleep(self.config.step_s)
+                history.append(s)
+                count(f"ckpt-step {s} pid {os.getpid()}")
+                if ckpt is not None and (s + 1) % ctx.checkpoint_every == 0:
+                    ckpt.mkdir(parents=True, exist_ok=True)
+                    (ckpt / "state.tmp").write_text(json.dumps({"step": s + 1, "history": history}))
+                    os.replace(ckpt / "state.tmp", ckpt / "state.json")
+            if history != list(range(self.config.steps)):
+                raise RuntimeError(f"resumed into a wrong history {history}")
+            return super().fit(private, budget, ctx)
 
 
     class GapConfig(PluginConfig):
@@ -236,6 +268,9 @@ SOURCE = (
         higher_is_better = True
         needs = frozenset({"shadow-models"})
 
+        def shadow_plan(self, splits, seed):
+            return [(splits.holdout.subset(list(range(8))), 123)]
+
         def evaluate(self, ctx):
             count("eval fake-mia")
             shadow = ctx.fit_fresh(ctx.splits.holdout.subset(list(range(8))), 123)
@@ -301,7 +336,7 @@ SOURCE = (
     @hookimpl
     def register_plugins(register):
         for cls in (TinySet, TinyPublic, FolderSet, FakeGen, FakeGap, FakeAcc, Boom, FakeRero, Picky,
-                    Blocker, FakeMia, FakeBadGen):
+                    Blocker, FakeMia, FakeBadGen, FakeCkptGen):
             register(cls)
         for how in MISBEHAVIOURS:
             register(_misbehaving_metric(how))

@@ -1,4 +1,5 @@
-"""`ppds run CONFIG --out DIR [--shard I/N] [--smoke] [--check] [--quiet]`."""
+"""`ppds run CONFIG --out DIR [--shard I/N | --worker | --launcher slurm|local --workers N] [--smoke]
+[--check] [--quiet]`."""
 
 from __future__ import annotations
 
@@ -20,7 +21,36 @@ def register(sub) -> None:
                         "done there already), run nothing")
     p.add_argument("--retry-skipped", action="store_true",
                    help="recompute skipped measurements too (e.g. after installing missing weights)")
+    add_cluster_options(p)
     p.set_defaults(func=_run)
+
+
+def add_cluster_options(p) -> None:
+    """``--worker`` and ``--launcher``: docs/matrix.md, "Running on a cluster"."""
+    from .cmd_worker import add_worker_options
+
+    g = p.add_argument_group("workers and clusters (docs/matrix.md, 'Running on a cluster')")
+    g.add_argument("--worker", action="store_true",
+                   help="write the matrix into DIR, then claim and run its units until none is left "
+                        "(start several on one folder)")
+    g.add_argument("--launcher", choices=("slurm", "local"),
+                   help="submit --workers N workers as a job array with submitit "
+                        "(pip install 'ppds[slurm]'); local: as local processes")
+    g.add_argument("--workers", type=int, default=1, metavar="N", help="workers to submit (default 1)")
+    g.add_argument("--cpu-workers", type=int, metavar="M",
+                   help="CPU workers besides the N GPU workers when some generator asks for GPUs "
+                        "(default N)")
+    g.add_argument("--partition", help="SLURM partition of the workers")
+    g.add_argument("--time", type=float, metavar="MIN", help="each worker job's time limit, minutes "
+                   "(default: the generators' resources.time_min, else 720); a worker out of time "
+                   "requeues itself")
+    g.add_argument("--gpus-per-worker", type=int, metavar="G")
+    g.add_argument("--cpus-per-worker", type=int, metavar="C")
+    g.add_argument("--mem-gb", type=float, metavar="GB")
+    g.add_argument("--no-wait", action="store_true", help="--launcher local: return once submitted")
+    g.add_argument("--retry-failed", action="store_true",
+                   help="with --worker or --launcher: run the units workers recorded as failed again")
+    add_worker_options(g)
 
 
 def add_run_options(p, out_required: bool, default_out: str | None = None) -> None:
@@ -97,10 +127,45 @@ def report_summary(summary: RunSummary, quiet: bool) -> int:
     return summary.exit_code
 
 
+def _cluster(args, out: str | None) -> int | None:
+    """``--worker`` / ``--launcher``: the exit code, or None for an ordinary run."""
+    if not (args.worker or args.launcher):
+        return None
+    from ..errors import ConfigError
+
+    if out is None or args.check or args.shard:
+        raise ConfigError("--worker and --launcher need --out DIR and go without --check and --shard "
+                          "(workers share the folder's units instead)")
+    from ._output import console
+
+    if args.worker:
+        from ..matrix._launch import work_on
+
+        result = work_on(args.config, out, smoke=args.smoke, retry_failed=args.retry_failed,
+                         lease_s=args.lease_s, units=args.units, quiet=args.quiet)
+        return 1 if any(u["status"] == "failed" for u in result.units) else 0
+    from ..matrix._launch import launch
+
+    done = launch(args.config, out, launcher=args.launcher, workers=args.workers, smoke=args.smoke,
+                  cpu_workers=args.cpu_workers, partition=args.partition, time_min=args.time,
+                  gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                  mem_gb=args.mem_gb, lease_s=args.lease_s, wait=False if args.no_wait else None,
+                  retry_failed=args.retry_failed)
+    for a in done.arrays:
+        console.print(f"submitted {a['workers']} {a['units']} workers ({a['gpus']} GPUs each): "
+                      f"jobs {', '.join(a['job_ids'])}", markup=False, highlight=False)
+    console.print(f"follow them with `ppds status {out}`", markup=False, highlight=False)
+    failed = [u for r in done.results for u in r["units"] if u["status"] == "failed"]
+    return 1 if failed else 0
+
+
 def _run(args) -> int:
     from ..matrix.runner import run_matrix
 
     out = str(Path(args.out).expanduser()) if args.out else None  # a quoted '~/x' means home too
+    code = _cluster(args, out)
+    if code is not None:
+        return code
     summary = run_matrix(args.config, out, shard=args.shard, smoke=args.smoke, check=args.check,
                          quiet=args.quiet, retry_skipped=args.retry_skipped)
     if summary.check_only:

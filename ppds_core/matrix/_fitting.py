@@ -11,6 +11,7 @@ run's :class:`~ppds_core.matrix.runner.RunSummary`.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from .fit import FitOutcome, fit_and_save, load_fitted
 if TYPE_CHECKING:
     from .runner import RunSummary
 
-__all__ = ["CellFits", "no_shadow_fit"]
+__all__ = ["CellFits", "no_shadow_fit", "shadow_key"]
 
 log = logging.getLogger("ppds.matrix")
 
@@ -38,6 +39,17 @@ def no_shadow_fit(private: ImageSet, seed: int) -> Generator:
     """``fit_fresh`` of the real-data row: nothing to retrain (its shadows are the subsets)."""
     raise SkipMeasurement("the real-data reference has no generator to retrain; a shadow of "
                           "'release the private split' is its training subset itself")
+
+
+def shadow_key(private: ImageSet, seed: int) -> str:
+    """The folder name of a shadow fit under ``cells/<cell>/shadows/``: its seed and training set."""
+    return content_hash({"seed": seed, "train": private.fingerprint(), "n": len(private)})
+
+
+def _drop_checkpoint(out_dir: Path) -> None:
+    """A finished fit's checkpoint is spent: kept, a deliberate refit (``fit.json`` deleted)
+    would resume it instead of drawing new noise, and it holds a model's worth of disk."""
+    shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
 
 
 class CellFits:
@@ -58,6 +70,15 @@ class CellFits:
         self.unit_send: Callable[[Any], None] | None = None
         self.unit_shadows0 = 0
 
+    def _context(self, seed: int, splits: Splits, out_dir: Path, accountant: str) -> FitContext:
+        """A fit's context; its checkpoints go to ``out_dir/checkpoint`` (a cell's or a shadow's
+        folder), which outlives the fit's process: a killed fit resumes there (issue 17)."""
+        return FitContext(seed=seed, public=splits.public, trainer=dict(self.matrix.config.trainer),
+                          workdir=out_dir / "work", accountant=accountant,
+                          reproducible_noise=self.matrix.config.reproducible_noise, device=self.device,
+                          checkpoint_dir=out_dir / "checkpoint",
+                          checkpoint_every=self.matrix.config.checkpoint_every)
+
     def fit(self, cell: Cell, cell_dir: Path, splits: Splits, label: str) -> FitOutcome:
         gen = cell.generator
         assert gen is not None
@@ -77,9 +98,7 @@ class CellFits:
             unit = ("fit", gen.name, cell.budget.is_private)
             self.progress.unit_start(unit, f"fit {gen.name} {cell.budget.label()}")
             trainer = dict(self.matrix.config.trainer)
-            ctx = FitContext(seed=cell.seed, public=splits.public, trainer=trainer,
-                             workdir=cell_dir / "work", accountant=cell.accountant,
-                             reproducible_noise=self.matrix.config.reproducible_noise, device=self.device)
+            ctx = self._context(cell.seed, splits, cell_dir, cell.accountant)
             if needs_worker_processes(trainer):
                 log.info("%s: fitting %s in its own DDP process group (log: %s)", label, gen.name,
                          cell_dir / "work" / "fit-workers.log")
@@ -105,6 +124,7 @@ class CellFits:
                 outcome = load_fitted(gen_cls, cell_dir)
                 if outcome is None:
                     raise RuntimeError(f"the {gen.name} fit finished but left no {cell_dir / 'fit.json'}")
+            _drop_checkpoint(cell_dir)
             self.summary.fits += 1
             self.progress.unit_done(unit, outcome.seconds)
             log.info("%s: fitted in %.1fs, ε spent %s", label, outcome.seconds, outcome.ledger.epsilon_spent)
@@ -122,7 +142,7 @@ class CellFits:
         trainer = dict(self.matrix.config.trainer)
 
         def fit_fresh(private: ImageSet, seed: int) -> Generator:
-            key = content_hash({"seed": seed, "train": private.fingerprint(), "n": len(private)})
+            key = shadow_key(private, seed)
             shadow_dir = cell_dir / "shadows" / key
             if (shadow_dir / "fit.json").exists():
                 try:
@@ -134,9 +154,7 @@ class CellFits:
                     log.exception("%s: could not load shadow %s; fitting again", cell.label(), key)
             shadow_dir.mkdir(parents=True, exist_ok=True)
             inside(shadow_dir, self.out, "the shadow folder")
-            ctx = FitContext(seed=seed, public=splits.public, trainer=trainer,
-                             workdir=shadow_dir / "work", accountant=cell.accountant,
-                             reproducible_noise=self.matrix.config.reproducible_noise, device=self.device)
+            ctx = self._context(seed, splits, shadow_dir, cell.accountant)
             if needs_worker_processes(trainer):  # a shadow model trains like the cell's own
                 outcome = fit_in_workers(gen_cls, gen.config, private, cell.budget, ctx, shadow_dir,
                                          ev_ctx.shadow_samples, seed)
@@ -144,6 +162,7 @@ class CellFits:
                 outcome = fit_and_save(gen_cls, gen.config, private, cell.budget, ctx, shadow_dir,
                                        ev_ctx.shadow_samples, seed)
                 assert outcome is not None, "a single-process fit always writes"
+            _drop_checkpoint(shadow_dir)
             self.summary.shadow_fits += 1
             if self.unit_send is not None:  # the runner's unit line: "shadow k fitted"
                 done = self.summary.shadow_fits - self.unit_shadows0

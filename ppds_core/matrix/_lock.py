@@ -5,7 +5,8 @@ both append rows, so a second run is refused (exit 2) with one line naming the
 holder (pid, host, start time, written inside the lock file). Shards cooperate:
 ``--shard I/N`` runs take the folder lock *shared* (so they exclude an unsharded
 run, not each other) and ``.ppds-run-shard-I-of-N.lock`` exclusive (the same
-shard twice is refused). Shards of different ``N`` on one folder overlap and are
+shard twice is refused); so do workers (``ppds worker``), with
+``.ppds-run-worker-<id>.lock``. Shards of different ``N`` on one folder overlap and are
 not told apart: use one ``N`` per folder.
 
 A lock of a killed run never blocks: the kernel releases a ``flock`` when its
@@ -64,6 +65,8 @@ def _holder(path: Path) -> str:
     if not isinstance(info, dict) or "pid" not in info:
         return "another ppds run"
     shard = f" (shard {info['shard']})" if info.get("shard") else ""
+    if info.get("worker"):
+        shard = f" (worker {info['worker']})"
     return (f"ppds run{shard}, pid {info.get('pid')} on {info.get('host', '?')}, "
             f"started {info.get('started', '?')}")
 
@@ -71,10 +74,14 @@ def _holder(path: Path) -> str:
 class RunLock:
     """Hold the folder's run lock (and a shard's) from :meth:`acquire` to :meth:`release`."""
 
-    def __init__(self, out: Path, shard: tuple[int, int] | None = None):
+    def __init__(self, out: Path, shard: tuple[int, int] | None = None, worker: str | None = None):
         self.out = Path(out)
         self.shard = shard
+        #: ``ppds worker``: the folder lock shared (workers cooperate through claims) and
+        #: ``.ppds-run-worker-<id>.lock`` exclusive, naming this worker to ``ppds status``
+        self.worker = worker
         self.fds: list[int] = []
+        self.own: Path | None = None
 
     def _take(self, path: Path, exclusive: bool) -> bool:
         fd = open_no_follow(path, os.O_RDWR | os.O_CREAT)  # a planted link is refused
@@ -90,14 +97,15 @@ class RunLock:
         if exclusive:
             info = {"pid": os.getpid(), "host": socket.gethostname(),
                     "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "command": " ".join(sys.argv),
-                    "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None}
+                    "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
+                    "worker": self.worker}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)
         return True
 
     def _refuse(self, path: Path) -> None:
         self.release()
-        holders = [path] if path.name != LOCK_FILE else sorted(self.out.glob(".ppds-run-shard-*.lock"))
+        holders = [path] if path.name != LOCK_FILE else sorted(self.out.glob(".ppds-run-*.lock"))
         who = [_holder(p) for p in holders if self._held(p)] or [_holder(path)]
         raise ConfigError(f"{self.out}: another run is writing this folder ({'; '.join(who)}); wait "
                           "for it to finish (a re-run then resumes), or pass another --out")
@@ -120,12 +128,14 @@ class RunLock:
             return self
         main = self.out / LOCK_FILE
         try:
-            if not self._take(main, exclusive=self.shard is None):
+            if not self._take(main, exclusive=self.shard is None and self.worker is None):
                 self._refuse(main)
-            if self.shard is not None:
-                mine = self.out / f".ppds-run-shard-{self.shard[0]}-of-{self.shard[1]}.lock"
+            if self.shard is not None or self.worker is not None:
+                mine = self.out / (f".ppds-run-shard-{self.shard[0]}-of-{self.shard[1]}.lock" if self.shard
+                                   else f".ppds-run-worker-{self.worker}.lock")
                 if not self._take(mine, exclusive=True):
                     self._refuse(mine)
+                self.own = mine if self.worker is not None else None
         except OSError as err:
             if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 log.warning("%s: the file system offers no flock (%s); running without the run lock",
@@ -136,6 +146,9 @@ class RunLock:
         return self
 
     def release(self) -> None:
+        if self.own is not None and self.fds:  # a worker's own lock file goes with it
+            self.own.unlink(missing_ok=True)
+            self.own = None
         for fd in self.fds:
             _HELD.discard(fd)
             try:
@@ -156,7 +169,7 @@ def holders(out: Path) -> list[str]:
     if fcntl is None:
         return []
     probe = RunLock(out)
-    shards = [p for p in sorted(Path(out).glob(".ppds-run-shard-*.lock")) if probe._held(p)]
+    shards = [p for p in sorted(Path(out).glob(".ppds-run-*.lock")) if probe._held(p)]
     if shards:
         return [_holder(p) for p in shards]
     main = Path(out) / LOCK_FILE

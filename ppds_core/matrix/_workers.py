@@ -133,6 +133,8 @@ def fit_in_workers(gen_cls: type[Generator], gen_config: Any, private: ImageSet,
         "seed": ctx.seed, "trainer": ctx.trainer, "accountant": ctx.accountant,
         "reproducible_noise": bool(ctx.reproducible_noise),
         "out_dir": str(out_dir), "workdir": str(work), "samples": n_samples, "sample_seed": sample_seed,
+        "checkpoint_every": ctx.checkpoint_every,
+        "checkpoint": ctx.checkpoint_dir is not None,  # always <out_dir>/checkpoint (not a path to trust)
         "private": _save_set(private, work / "private.safetensors"),
         "public": _save_set(ctx.public, work / "public.safetensors") if ctx.public is not None else None,
     }
@@ -203,7 +205,9 @@ def main(argv: list[str]) -> int:
     config = gen_cls.validate_config(spec["config"], where=f"{spec['generator']}.config")
     ctx = FitContext(seed=spec["seed"], public=public,
                      trainer=spec["trainer"], workdir=spec["workdir"], accountant=spec["accountant"],
-                     reproducible_noise=bool(spec.get("reproducible_noise", False)))
+                     reproducible_noise=bool(spec.get("reproducible_noise", False)),
+                     checkpoint_dir=Path(spec["out_dir"]) / "checkpoint" if spec.get("checkpoint") else None,
+                     checkpoint_every=int(spec.get("checkpoint_every", 200)))
     outcome = fit_and_save(gen_cls, config, private,
                            PrivacyBudget(epsilon=spec["epsilon"], delta=spec["delta"]), ctx,
                            spec["out_dir"], spec["samples"], spec["sample_seed"])

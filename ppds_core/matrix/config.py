@@ -21,6 +21,7 @@ from ..errors import ConfigError, PpdsError, did_you_mean
 from ..interfaces import Plugin, PluginConfig
 from ..privacy.accounting import check_ledger_accountant
 from ..registry import get_registry
+from ._resources import Resources
 from ._yaml import load_yaml, read_config_text
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "load_matrix",
     "parse_yaml",
     "resolve_plugin",
+    "Resources",
 ]
 
 
@@ -95,6 +97,8 @@ class GeneratorEntry(_Strict):
     epsilons: list[Epsilon] = Field(min_length=1, description="target ε values; inf = non-private")
     config: dict[str, Any] = Field(default_factory=dict, description="the generator's own options")
     timeout_min: float | None = _timeout_field("one fit of this generator", "no limit")
+    resources: Resources | None = Field(None, description="what one fit needs on a cluster "
+                                        "(`--launcher slurm`: GPU workers for gpus > 0)")
 
     _check_epsilons = field_validator("epsilons", "timeout_min", mode="before")(_no_booleans)
 
@@ -128,6 +132,8 @@ class MatrixConfig(_Strict):
     samples: int = Field(2000, gt=0, description="synthetic images drawn per cell")
     real_data: bool = Field(True, description="add the 'real-data' reference row (the private split measured and attacked as the release)")
     trainer: dict[str, Any] = Field(default_factory=dict, description="passed to Lightning's Trainer")
+    checkpoint_every: int = Field(200, ge=1, description="steps between two checkpoints of a fit "
+                                  "(FitContext.checkpoint_every): a killed fit resumes from the last")
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for this run (default: torch's own choice); "
         "1 is fastest for the tiny models of embedded data")
@@ -136,7 +142,8 @@ class MatrixConfig(_Strict):
     metrics: list[EvaluatorEntry] = Field(default_factory=list)
     attacks: list[EvaluatorEntry] = Field(default_factory=list)
 
-    _check_numbers = field_validator("seeds", "delta", "samples", "threads", mode="before")(_no_booleans)
+    _check_numbers = field_validator("seeds", "delta", "samples", "threads", "checkpoint_every",
+                                     mode="before")(_no_booleans)
 
     @field_validator("seeds")
     @classmethod
@@ -155,6 +162,7 @@ _MODELS_BY_FIELD: dict[str, type[BaseModel]] = {
     "generators": GeneratorEntry,
     "metrics": EvaluatorEntry,
     "attacks": EvaluatorEntry,
+    "resources": Resources,
 }
 
 
@@ -177,6 +185,8 @@ class ResolvedPlugin:
     epsilons: tuple[float, ...] | None = None
     #: minutes one unit of it (a fit, an evaluation) may run; None = no limit
     timeout_min: float | None = None
+    #: a generator's cluster resources (``resources:``); None = a CPU worker's
+    resources: Resources | None = None
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")
@@ -331,6 +341,7 @@ def load_matrix(spec: str | Path | dict[str, Any], *, smoke: bool = False) -> Re
         where = f"generators[{i}]"
         plugin = resolve_plugin(g.name, "generator", g.config, smoke=smoke, where=where, source=source)
         plugin.timeout_min = g.timeout_min if g.timeout_min is None or math.isfinite(g.timeout_min) else None
+        plugin.resources = g.resources
         generators.append(ResolvedGenerator(plugin, list(dict.fromkeys(g.epsilons))))  # each ε once
 
     evaluators = []

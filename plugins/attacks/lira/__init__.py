@@ -45,7 +45,7 @@ from pydantic import Field
 from ppds_core import hookimpl
 from ppds_core.errors import ConfigError, SkipMeasurement
 from ppds_core.evaluation import membership_measurements, write_scores
-from ppds_core.imageset import ImageSet
+from ppds_core.imageset import ImageSet, Splits
 from ppds_core.interfaces import Attack, EvalContext, Measurement, PluginConfig
 
 from ._math import Convention, lira_offline, lira_online, matched_keep
@@ -103,9 +103,11 @@ class ShadowDesign:
         return self.pool.subset(np.flatnonzero(self.train[k]), f"{self.pool.name}/shadow{k}")
 
 
-def shadow_design(ctx: EvalContext, population: int, shadow_models: int, seed: int) -> ShadowDesign:
-    """Matched shadow training sets over private ∪ holdout, and half/half candidates."""
-    priv, hold = ctx.splits.private, ctx.splits.holdout
+def shadow_design(ctx: EvalContext | Splits, population: int, shadow_models: int, seed: int) -> ShadowDesign:
+    """Matched shadow training sets over private ∪ holdout, and half/half candidates
+    (``ctx``: the attack's context, or the cell's splits alone)."""
+    splits = ctx if isinstance(ctx, Splits) else ctx.splits
+    priv, hold = splits.private, splits.holdout
     n_priv, n_pool = len(priv), len(priv) + len(hold)
     n_each = min(population // 2, len(priv), len(hold))
     if n_each < 2:
@@ -144,6 +146,16 @@ class LiRA(Attack):
                                          "population": min(config.population, 40),
                                          "synthetic_samples": min(config.synthetic_samples, 100)})
 
+    @staticmethod
+    def _shadow_seed(seed: int, k: int) -> int:
+        return seed * 1000 + 101 + k
+
+    def shadow_plan(self, splits: Splits, seed: int) -> list[tuple[ImageSet, int]]:
+        """The K matched shadow fits ``evaluate`` asks for (a worker fits each as its own unit)."""
+        cfg = self.config
+        design = shadow_design(splits, cfg.population, cfg.shadow_models, seed + 1)
+        return [(design.shadow_set(k), self._shadow_seed(seed, k)) for k in range(cfg.shadow_models)]
+
     def evaluate(self, ctx: EvalContext) -> list[Measurement]:
         cfg = self.config
         release_itself = ctx.generator is None  # the real-data row: M(D) = D, nothing to retrain
@@ -166,7 +178,7 @@ class LiRA(Attack):
             if release_itself:
                 shadows[k] = signal_of(design.shadow_set(k))
                 continue
-            seed = ctx.seed * 1000 + 101 + k
+            seed = self._shadow_seed(ctx.seed, k)
             shadow = ctx.fit_fresh(design.shadow_set(k), seed)
             shadows[k] = signal_of(shadow.sample(n_syn, seed=seed))
 

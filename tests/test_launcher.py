@@ -1,0 +1,94 @@
+"""The submitit launcher (issue 17), tested with submitit's local executor: the same job objects
+as on SLURM, run as local processes. A job array of workers completes the folder, GPU units go to
+the GPU array and the rest to the CPU array, `ppds status` reports it; without submitit one line."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+import sys
+from collections import Counter
+
+import pytest
+import yaml
+from matrix_fakes import install
+
+from ppds_core.cli import main
+from ppds_core.matrix import read_results
+
+pytest.importorskip("submitit")
+
+ROUTED = {
+    "name": "launched", "seeds": [0], "delta": 1e-5, "samples": 40,
+    "datasets": [{"name": "tiny-set"}],
+    "generators": [{"name": "fake-gen", "epsilons": [1, "inf"], "config": {"steps": 2},
+                    "resources": {"gpus": 1, "cpus": 2, "mem_gb": 4, "time_min": 10}}],
+    "metrics": [{"name": "fake-gap"}],
+    "attacks": [{"name": "fake-mia"}],
+}
+
+
+@pytest.fixture
+def fakes(monkeypatch, tmp_path):
+    site = install(monkeypatch, tmp_path)
+    # the local executor's jobs are fresh interpreters: they find the fakes through PYTHONPATH
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    return site
+
+
+@pytest.mark.slow
+def test_a_local_job_array_of_workers_completes_the_folder_and_status_reports_it(fakes, tmp_path, capsys):
+    path, out = tmp_path / "m.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(ROUTED))
+    code = main(["run", str(path), "--out", str(out), "--launcher", "local", "--workers", "1",
+                 "--cpu-workers", "2", "--lease-s", "10"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "submitted 1 gpu workers (1 GPUs each)" in printed and "submitted 2 cpu workers (0 GPUs each)" in printed
+    records = {p.stem: [json.loads(x) for x in p.read_text().splitlines()]
+               for p in (out / "workers").glob("*.jsonl")}
+    units = {w: [e for e in ev if e["event"] == "unit"] for w, ev in records.items()}
+    assert len(records) == 3 and all(ev[-1]["event"] == "exit" for ev in records.values())
+    by_group = {g: Counter(u["kind"] for w, us in units.items() if w.startswith(g) for u in us)
+                for g in ("gpu", "cpu")}
+    # the generator asks for a GPU: its fits and shadow fits go to the GPU array, the rest to CPU workers
+    assert by_group["gpu"] == {"fit": 2, "shadow": 2}
+    assert by_group["cpu"] == {"eval": 6}  # 3 cells (2 ε + real data) × 2 evaluators
+    rows = read_results(out)
+    assert len({(r["cell"], r["name"]) for r in rows}) == len(rows) and rows
+    assert {r["status"] for r in rows} <= {"ok", "skipped"} and (out / "leaderboard.md").exists()
+    assert main(["status", str(out), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["done"] == 3 and st["units"]["pending"] == st["units"]["failed"] == 0
+    assert st["units"]["done"] == 10
+
+
+def test_the_job_requeues_itself_when_preempted(tmp_path):
+    from ppds_core.matrix._submitit_job import WorkerJob
+
+    job = WorkerJob(str(tmp_path), "gpuabc", "gpu", 30.0)
+    again = job.checkpoint(3)
+    assert again.function is not job and isinstance(again.function, WorkerJob)
+    assert again.args == (3,) and vars(again.function) == vars(job)
+    assert vars(pickle.loads(pickle.dumps(job))) == vars(job)  # what submitit writes to the job folder
+
+
+def test_without_submitit_the_launcher_is_one_line_naming_the_extra(fakes, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(copy.deepcopy(ROUTED)))
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit → ImportError
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--launcher", "slurm", "--workers", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'ppds[slurm]'" in err
+
+
+def test_resources_are_validated_strictly(fakes, tmp_path, capsys):
+    bad = copy.deepcopy(ROUTED)
+    bad["generators"][0]["resources"] = {"gpu": 1}
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert main(["run", str(path), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "generators[0].resources.gpu" in err and "did you mean 'gpus'" in err
