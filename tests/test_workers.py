@@ -200,3 +200,54 @@ def test_status_names_the_worker_running_a_unit_and_the_failed_ones(fakes, tmp_p
         assert "running: " in printed and "worker gpu-node-7" in printed and "1 running" in printed
     finally:
         claim.release()
+
+
+def test_lira_names_ahead_exactly_the_shadow_fits_it_asks_for(tmp_path):
+    from ppds_plugins.attacks.lira import LiRA
+    from test_attacks_lira import make_ctx
+
+    from ppds_core.matrix._fitting import shadow_key
+
+    ctx = make_ctx(tmp_path, {"noise": 0.02}, n_syn=100)
+    ctx.seed = 2
+    asked, fit_fresh = [], ctx.fit_fresh
+
+    def recording(private, seed):
+        asked.append(shadow_key(private, seed))
+        return fit_fresh(private, seed)
+
+    ctx.fit_fresh = recording
+    lira = LiRA(shadow_models=4, population=40, synthetic_samples=100)
+    lira.evaluate(ctx)
+    planned = [shadow_key(private, seed) for private, seed in lira.shadow_plan(ctx.splits, ctx.seed)]
+    assert planned == asked and len(set(asked)) == 4  # so a worker's shadow units are the cache it reads
+
+
+def test_failed_units_are_recorded_once_and_the_worker_exits_1(fakes, tmp_path, capsys):
+    matrix = {"name": "fails", "seeds": [0], "samples": 30,
+              "datasets": [{"name": "tiny-set"}],
+              "generators": [{"name": "fake-gen", "epsilons": [10], "config": {"fail": True}},
+                             {"name": "fake-gen", "epsilons": [1], "config": {"steps": 2}}],
+              "metrics": [{"name": "fake-gap"}, {"name": "boom"}]}
+    path, out = tmp_path / "m.yaml", tmp_path / "out"
+    path.write_text(json.dumps(matrix))
+    assert main(["worker", str(tmp_path / "nowhere")]) == 2  # no folder: one line
+    assert main(["run", str(path), "--out", str(out), "--worker", "--lease-s", "5", "--quiet"]) == 1
+    rows = read_results(out)
+    failed = {(r["generator"], r["epsilon"], r["name"]) for r in rows if r["status"] == "failed"}
+    # the failed fit fails its cell's measurements (never measured); boom fails everywhere
+    assert ("fake-gen", 10.0, "fake-gap") in failed and ("fake-gen", 10.0, "boom") in failed
+    assert ("fake-gen", 1.0, "boom") in failed and ("real-data", float("inf"), "boom") in failed
+    assert len(rows) == len({(r["cell"], r["name"]) for r in rows})
+    events = [e for e in counts(tmp_path) if e.startswith("fit ") or e == "eval boom"]
+    assert Counter(events) == {"fit 10.0 0 3": 1, "fit 1.0 0 2": 1, "eval boom": 2}  # nothing retried
+    st = run_status(out)
+    # the fit, the 2 measurements it failed, boom on the other 2 cells
+    assert st["units"]["failed"] == 5 and st["units"]["pending"] == 0
+    # a second worker finds nothing to do (failures are not retried by workers) ...
+    n = len(counts(tmp_path))
+    assert main(["worker", str(out), "--quiet"]) == 0
+    assert len(counts(tmp_path)) == n  # no fit, no load, no evaluation
+    # ... until asked to; a sequential run would retry them too
+    assert main(["worker", str(out), "--retry-failed", "--quiet"]) == 1
+    assert Counter(e for e in counts(tmp_path) if e == "eval boom") == {"eval boom": 4}
