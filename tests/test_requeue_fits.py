@@ -385,3 +385,20 @@ def test_under_ddp_rank_zero_checkpoints_and_both_ranks_resume(tmp_path):
     for name in second[0]["end"]:  # the replicas stay in step after the resume
         assert torch.equal(second[0]["end"][name], second[1]["end"][name])
     assert sorted(p.name for p in ckdir.iterdir()) == ["dp_sgd.ckpt"]
+
+
+def test_dp_merf_does_not_reuse_a_release_of_another_plan(tmp_path, caplog):
+    ckdir = tmp_path / "checkpoint"
+
+    def progress(step, total, info):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(FitInterrupted):
+        _fit("dp-merf", ckdir, progress=progress)
+    assert {p.name for p in ckdir.iterdir()} == {"dp_merf_release.pt", "dp_merf_generator.pt"}
+    with caplog.at_level(logging.WARNING, logger="ppds.privacy"):
+        other, ledger = _fit("dp-merf", ckdir, budget=PrivacyBudget(epsilon=2.0, delta=1e-4))
+    assert other.train_info["release_reused"] is False and "resumed_from_step" not in other.train_info
+    assert caplog.text.count("different plan") == 2  # the release and the loop
+    _, fresh = _fit("dp-merf", None, budget=PrivacyBudget(epsilon=2.0, delta=1e-4))
+    assert ledger == fresh
