@@ -226,6 +226,7 @@ def test_a_preemption_signal_writes_a_checkpoint_and_stops_then_the_fit_resumes(
     assert signal.getsignal(sig) == before  # the fit's handler is gone again
     stopped = err.value.steps_done
     assert stopped >= 1 and err.value.exit_code == 128 + sig  # `ppds fit`: one line, exit 143 / 138
+    assert f"checkpoint written to {ckdir}" in str(err.value)  # not Lightning's own SIGTERM stop
     resumed, ledger = _fit(name, ckdir)
     assert resumed.train_info["resumed_from_step"] == stopped
     _, full = _fit(name, None)

@@ -92,6 +92,12 @@ class PeriodicCheckpoint(pl.Callback):
     def path(self) -> Path:
         return self.folder / ENGINE_CHECKPOINT
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning has just put its SIGTERM handler in (it raises SIGTERMException at the
+        # next batch or epoch end, maybe before our checkpoint); ours alone decides during
+        # training, and Lightning restores ours when training ends
+        self.preempt.reinstall()
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         st = self.st
         if st.finished:  # the model is about to be saved; nothing left to resume

@@ -187,10 +187,21 @@ class Preemption:
     """Whether a preemption signal arrived during the fit (``signum``), and what to say."""
 
     signum: int | None = None
+    #: the handler :func:`preemption` installed (None: none installed)
+    handler: Any = None
 
     @property
     def requested(self) -> bool:
         return self.signum is not None
+
+    def reinstall(self) -> None:
+        """Put this fit's handler back in front (Lightning installs its own SIGTERM handler
+        at the start of training, which would stop the run *before* the step-end checkpoint;
+        it restores ours when training ends)."""
+        if self.handler is None or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in PREEMPTION_SIGNALS:
+            signal.signal(sig, self.handler)
 
     def interrupted(self, step: int, total: int, where: Path | None) -> FitInterrupted:
         name = signal.Signals(self.signum).name if self.signum is not None else "a signal"
@@ -221,6 +232,7 @@ def preemption(enabled: bool = True) -> Iterator[Preemption]:
     previous = {}
     for sig in PREEMPTION_SIGNALS:
         previous[sig] = signal.signal(sig, note)
+    flag.handler = note
     try:
         yield flag
     finally:
