@@ -165,7 +165,9 @@ def fit_private(
     state.noise_generator = secure or state.mechanism_generator("noise")
     object.__setattr__(module, "_dp_state", state)
     folder = ctx.checkpoint_dir if ckpt_path is None else None
-    if folder is not None:
+    if ckpt_path is not None:  # a checkpoint is a pickle: refuse one holding code, in one line
+        load_tensors(ckpt_path, "Lightning checkpoint")
+    elif folder is not None:  # (read with the same safe loader there)
         state.plan_key = engine_plan_key(state, data, module, resume_key)
         ckpt_path = resumable_checkpoint(folder, state.plan_key)
 
@@ -191,9 +193,7 @@ def fit_private(
 
 def _fit_trainer(trainer: pl.Trainer, module: DPSGDModule, state: DPSGDState,
                  ckpt_path: str | Path | None, preempt: Preemption) -> None:
-    """``trainer.fit`` from ``ckpt_path`` (read with the safe loader first), hooks removed after."""
-    if ckpt_path is not None:  # a checkpoint is a pickle: refuse one holding code, in one line
-        load_tensors(ckpt_path, "Lightning checkpoint")
+    """``trainer.fit`` from ``ckpt_path`` (already read with the safe loader), hooks removed after."""
     try:
         trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path is not None else None,
                     weights_only=True)
