@@ -210,6 +210,10 @@ def train_dp_merf(private: ImageSet, budget: PrivacyBudget, ctx: FitContext,
                               ctx.checkpoint_every) if ctx.checkpoint_dir is not None else None
     target, release = release_embedding(private, budget, ctx, cfg, w.to(device), stages)
     net = build_generator(shape, private.num_classes, cfg, ctx.seed)  # type: ignore[arg-type]
+    if stages is not None and RELEASE_STAGE not in stages.reused:
+        # a loop saved after another draw of μ̃ (its file lost) was fitted to that draw: mixing
+        # two releases in one model would be two spends, so it starts over
+        stages.path(LOOP_STAGE).unlink(missing_ok=True)
     with preemption(stages is not None) as preempt:
         losses = train_generator(net, target, w, cfg, ctx.seed, device, ctx, stages, preempt)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start

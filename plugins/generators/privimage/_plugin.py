@@ -92,7 +92,7 @@ class PrivImage(DiffusionGenerator):
         # (4) non-private pretraining on the relabelled public images (saved: a resumed fit
         # skips it; the DP-SGD checkpoint, if any, then replaces these weights anyway)
         saved = stages.load("privimage_pretrained") if cfg.pretrain_epochs > 0 else None
-        if saved is not None:
+        if saved is not None and saved.get("query") == self._resume_key:  # after this very query
             objective.unet.load_state_dict(saved["unet"])
             self.train_info["pretrain_loss"] = [float(v) for v in saved["losses"]]
         elif cfg.pretrain_epochs > 0:
@@ -101,7 +101,8 @@ class PrivImage(DiffusionGenerator):
                               batch_size=cfg.pretrain_batch_size, lr=cfg.pretrain_lr,
                               label_dropout=cfg.label_dropout, seed=ctx.seed, device=device)
             self.train_info["pretrain_loss"] = losses
-            stages.save("privimage_pretrained", {"unet": objective.unet.state_dict(), "losses": losses})
+            stages.save("privimage_pretrained", {"unet": objective.unet.state_dict(), "losses": losses,
+                                                 "query": self._resume_key})
         return spends
 
     def _semantic_query(self, public: ImageSet, private: ImageSet, budget: PrivacyBudget,
