@@ -122,6 +122,8 @@ def test_a_killed_fit_resumes_from_its_checkpoint_with_the_same_ledger(name, tmp
     _kill_after_checkpoint(name, ckdir)
     saved = sorted(p.name for p in ckdir.iterdir())
     assert not [p for p in saved if p.endswith(".partial")], saved  # only whole files
+    # what a kill in the middle of a write leaves: removed, never read
+    (ckdir / f".{CASES[name][1]}.x1y2.partial").write_bytes(b"half a checkpoint")
 
     # the one-shot releases must be read back, never drawn again
     draws = []
@@ -139,6 +141,7 @@ def test_a_killed_fit_resumes_from_its_checkpoint_with_the_same_ledger(name, tmp
         released = torch.load(ckdir / "privimage_query.pt", weights_only=True)["noisy"]
     resumed, ledger = _fit(name, ckdir)
     monkeypatch.undo()
+    assert not list(ckdir.glob(".*.partial"))
     start = resumed.train_info.get("resumed_from_step")
     assert start is not None and 0 < start and start % EVERY == 0, resumed.train_info
     assert draws == []

@@ -25,7 +25,13 @@ from torch.utils.data import TensorDataset
 from ..imageset import ImageSet
 from ..safe_load import load_tensors
 from ._state import DPSGDState
-from .checkpoint import Preemption, data_fingerprint, plan_key, save_tensors_atomic
+from .checkpoint import (
+    Preemption,
+    data_fingerprint,
+    plan_key,
+    remove_partial_writes,
+    save_tensors_atomic,
+)
 
 __all__ = ["ENGINE_CHECKPOINT", "engine_plan_key", "resumable_checkpoint", "PeriodicCheckpoint"]
 
@@ -69,6 +75,7 @@ def resumable_checkpoint(folder: Path | None, key: str) -> Path | None:
     """
     if folder is None:
         return None
+    remove_partial_writes(folder)
     path = Path(folder) / ENGINE_CHECKPOINT
     if not path.is_file():
         return None

@@ -55,7 +55,7 @@ from ..errors import PpdsError
 from ..safe_load import load_tensors
 
 __all__ = ["FitInterrupted", "Preemption", "StageCheckpoints", "data_fingerprint", "plan_key",
-           "preemption", "remove_checkpoints", "PREEMPTION_SIGNALS"]
+           "preemption", "remove_checkpoints", "remove_partial_writes", "PREEMPTION_SIGNALS"]
 
 log = logging.getLogger("ppds.privacy")
 
@@ -137,6 +137,7 @@ class StageCheckpoints:
         self.resumed_from: int | None = None
         #: the names of the states read back from the folder by this fit
         self.reused: set[str] = set()
+        remove_partial_writes(self.folder)
 
     @property
     def enabled(self) -> bool:
@@ -169,6 +170,18 @@ class StageCheckpoints:
     def due(self, step: int) -> bool:
         """Whether a loop that just finished ``step`` steps writes a checkpoint now."""
         return self.folder is not None and step > 0 and step % self.every == 0
+
+
+def remove_partial_writes(folder: Path | str | None) -> None:
+    """Delete temp files of writes a kill interrupted (``.<name>.*.partial``, never renamed).
+
+    Such a file may hold a complete state of steps a resumed fit is about to redo with
+    fresh noise; left readable, it would show a second branch of those steps.
+    """
+    if folder is None or not Path(folder).is_dir():
+        return
+    for stale in Path(folder).glob(".*.partial"):
+        stale.unlink(missing_ok=True)
 
 
 def remove_checkpoints(folder: Path | str | None) -> None:
