@@ -142,8 +142,10 @@ def _cluster(args, out: str | None) -> int | None:
         from ..matrix._launch import work_on
 
         result = work_on(args.config, out, smoke=args.smoke, retry_failed=args.retry_failed,
-                         lease_s=args.lease_s, units=args.units, quiet=args.quiet)
-        return 1 if any(u["status"] == "failed" for u in result.units) else 0
+                         lease_s=args.lease_s, units=args.units, quiet=args.quiet, worker=args.worker_id)
+        from .cmd_worker import report
+
+        return report(result, args.quiet)
     from ..matrix._launch import launch
 
     done = launch(args.config, out, launcher=args.launcher, workers=args.workers, smoke=args.smoke,

@@ -19,9 +19,6 @@ def register(sub) -> None:
                         "does); without it DIR must hold one already")
     p.add_argument("--smoke", action="store_true", help="with --config: the smoke version of the matrix")
     add_worker_options(p)
-    p.add_argument("--id", dest="worker_id", metavar="ID",
-                   help="this worker's name in claims and `ppds status` (default: host and pid, "
-                        "or the SLURM array task)")
     p.add_argument("--retry-failed", action="store_true",
                    help="first forget the units workers recorded as failed, so they run again "
                         "(only while no other worker runs on DIR)")
@@ -36,6 +33,9 @@ def add_worker_options(p) -> None:
     p.add_argument("--lease-s", type=float, default=60.0, metavar="S",
                    help="a claim not renewed for S seconds is a dead worker's and is taken over "
                         "(default 60)")
+    p.add_argument("--id", dest="worker_id", metavar="ID",
+                   help="this worker's name in claims and `ppds status` (default: host and pid, "
+                        "or the SLURM array task)")
 
 
 def _worker(args) -> int:
@@ -43,7 +43,6 @@ def _worker(args) -> int:
 
     from ..matrix._launch import prepare_folder
     from ..matrix._worker import run_worker
-    from ._output import console
 
     out = Path(args.dir).expanduser()
     if args.config:
@@ -54,7 +53,14 @@ def _worker(args) -> int:
         raise ConfigError("--smoke goes with --config (the folder's matrix says whether it is a smoke run)")
     result = run_worker(out, worker=args.worker_id, lease_s=args.lease_s, units=args.units,
                         quiet=args.quiet, retry_failed=args.retry_failed and not args.config)
-    if not args.quiet:
+    return report(result, args.quiet)
+
+
+def report(result, quiet: bool) -> int:
+    """A worker's last line (its units, failures, wait); exit 1 when a unit it ran failed."""
+    from ._output import console
+
+    if not quiet:
         failed = sum(u["status"] == "failed" for u in result.units)
         console.print(f"worker {result.worker}: {len(result.units)} units ({failed} failed), waited "
                       f"{result.waited_s:.0f}s; nothing left"
