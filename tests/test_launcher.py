@@ -8,7 +8,9 @@ import copy
 import json
 import os
 import pickle
+import signal
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -92,3 +94,41 @@ def test_resources_are_validated_strictly(fakes, tmp_path, capsys):
     assert main(["run", str(path), "--check"]) == 2
     err = capsys.readouterr().err
     assert "generators[0].resources.gpu" in err and "did you mean 'gpus'" in err
+
+
+@pytest.mark.slow
+def test_a_preempted_local_job_requeues_itself_and_its_fit_resumes(fakes, tmp_path):
+    from matrix_fakes import counts
+
+    from ppds_core.matrix._launch import launch
+
+    matrix = {"name": "preempt", "seeds": [0], "samples": 30, "real_data": False, "checkpoint_every": 1,
+              "datasets": [{"name": "tiny-set"}],
+              "generators": [{"name": "fake-ckpt-gen", "epsilons": [10], "config": {"steps": 10, "step_s": 0.5}}],
+              "metrics": [{"name": "fake-gap"}]}
+    out = tmp_path / "out"
+    done = launch(matrix, out, launcher="local", workers=1, lease_s=30, wait=False)
+    [job] = done.jobs
+
+    def steps():
+        return [e for e in counts(tmp_path) if e.startswith("ckpt-step")]
+
+    deadline = time.time() + 120
+    while len(steps()) < 3 and time.time() < deadline:
+        assert not job.done(), job.stderr()
+        time.sleep(0.05)
+    [start] = [json.loads(x) for p in (out / "workers").glob("*.jsonl") for x in p.read_text().splitlines()]
+    # what SLURM sends the job before preempting it (or at its time limit): submitit's handler
+    # calls WorkerJob.checkpoint and requeues it; the local controller then starts it again
+    os.kill(start["pid"], signal.SIGUSR2)
+    job.result()
+    starts = [e for e in counts(tmp_path) if e.startswith("ckpt-start")]
+    assert len(starts) == 2 and starts[0].startswith("ckpt-start 0 ") and int(starts[1].split()[1]) >= 3
+    events = [json.loads(x) for p in (out / "workers").glob("*.jsonl") for x in p.read_text().splitlines()]
+    assert [e["event"] for e in events].count("start") == 2  # the same worker, started again
+    # the preempted worker released its claim on the way out: the requeued one took it at once,
+    # not after the 30 s lease
+    assert [(e["kind"], e["status"]) for e in events if e["event"] == "unit"] == [("fit", "ok"), ("eval", "ok")]
+    fit = next(e for e in events if e["event"] == "unit")
+    assert fit["start"] - start["at"] < 30  # resumed well within the lease
+    assert len(read_results(out)) == 1 and read_results(out)[0]["status"] == "ok"

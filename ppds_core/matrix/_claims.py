@@ -168,13 +168,15 @@ def failed_units(out: Path) -> dict[str, str]:
     return found
 
 
-def clear_failed(out: Path) -> int:
-    """Forget the failure markers (the next workers retry those units); how many there were."""
-    n = 0
-    for p in (Path(out) / CLAIMS_DIR).glob("*.failed"):
+def clear_failed(out: Path, claims_too: bool = False) -> int:
+    """Forget the failure markers (the next workers retry those units), and with ``claims_too``
+    the claims (only under the folder's exclusive lock: then no worker runs and every claim is a
+    dead one's); how many files there were."""
+    folder = Path(out) / CLAIMS_DIR
+    found = list(folder.glob("*.failed")) + (list(folder.glob("*.claim*")) if claims_too else [])
+    for p in found:
         p.unlink(missing_ok=True)
-        n += 1
-    return n
+    return len(found)
 
 
 def claim_records(out: Path, lease_s: float | None = None) -> dict[str, dict[str, Any]]:

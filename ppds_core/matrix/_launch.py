@@ -113,6 +113,8 @@ class Launched:
     folder: Path
     arrays: list[dict[str, Any]] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
+    #: the submitit jobs (to wait for, cancel, or, in tests, preempt)
+    jobs: list[Any] = field(default_factory=list, repr=False)
 
 
 def _submitit():
@@ -143,7 +145,6 @@ def launch(config, out, *, launcher: str, workers: int, smoke: bool = False, cpu
     out = Path(out).resolve()
     token = uuid.uuid4().hex[:6]
     done = Launched(out)
-    jobs = []
     for group in worker_groups(matrix, workers, cpu_workers, gpus_per_worker, cpus_per_worker, mem_gb,
                                time_min):
         executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster=launcher)
@@ -156,9 +157,9 @@ def launch(config, out, *, launcher: str, workers: int, smoke: bool = False, cpu
         executor.update_parameters(**params)
         array = executor.map_array(WorkerJob(str(out), f"{group.units}{token}", group.units, lease_s),
                                    list(range(group.workers)))
-        jobs += array
+        done.jobs += array
         done.arrays.append({"units": group.units, "workers": group.workers, "gpus": group.gpus,
                             "job_ids": [j.job_id for j in array]})
     if wait if wait is not None else launcher == "local":
-        done.results = [j.result() for j in jobs]
+        done.results = [j.result() for j in done.jobs]
     return done

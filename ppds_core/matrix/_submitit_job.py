@@ -27,7 +27,7 @@ class WorkerJob(submitit.helpers.Checkpointable):
         from ._worker import run_worker
 
         result = run_worker(self.out, worker=f"{self.prefix}-{index}", lease_s=self.lease_s,
-                            units=self.units, quiet=True)
+                            units=self.units, quiet=True, sigterm_stops=False)
         return {"worker": result.worker, "units": result.units, "waited_s": result.waited_s,
                 "wrote_boards": result.wrote_boards}
 

@@ -20,6 +20,7 @@ with its times and status, exit), which ``ppds status`` and the tests read.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -223,14 +224,16 @@ def _take_lock(out: Path, wid: str, retry_failed: bool) -> RunLock:
 
 def run_worker(out: str | Path, *, worker: str | None = None, lease_s: float = 60.0,
                poll_s: float | None = None, units: str = "all", quiet: bool = True,
-               retry_failed: bool = False) -> WorkerResult:
+               retry_failed: bool = False, sigterm_stops: bool = True) -> WorkerResult:
     """Work on the run folder ``out`` until nothing is left that this worker may take.
 
     The folder must hold ``provenance.json`` (written by ``ppds run`` or
     ``ppds run CONFIG --out DIR --worker``): the matrix is rebuilt from it.
     ``units`` picks what this worker takes (``all``, ``gpu``: fits of generators
     whose ``resources`` ask for GPUs, ``cpu``: the rest). ``lease_s``: a claim not
-    renewed for that long is a dead worker's and is taken over.
+    renewed for that long is a dead worker's and is taken over. ``sigterm_stops``: SIGTERM
+    stops the worker (exit 143, its claim released); a submitit job leaves SIGTERM to submitit,
+    which requeues it on the preemption signal instead.
     """
     from ._status import matrix_of
     from .runner import RunSummary, _storage_message
@@ -251,7 +254,7 @@ def run_worker(out: str | Path, *, worker: str | None = None, lease_s: float = 6
     (out / "workers").mkdir(exist_ok=True)
     t0 = time.perf_counter()
     with lock, RunLog(out, log_names(matrix.plugin_classes())), isolation(matrix.config.threads) as threads, \
-            stop_on_sigterm():
+            (stop_on_sigterm() if sigterm_stops else contextlib.nullcontext()):
         log.info("ppds %s: worker %s on %s (pid %d), units %s, lease %gs", __version__, wid, out,
                  os.getpid(), units, lease_s)
         runner = UnitRunner(matrix, out, Progress(True, len(cells)), summary, threads=threads,

@@ -142,8 +142,8 @@ def run_matrix(
     progress.plan([(None if c.is_reference_data else ("fit", c.generator_name, c.budget.is_private),
                     [("eval", e.name) for e in evaluators_of(matrix, c)]) for c in cells])
     with lock, run_log, isolation(matrix.config.threads) as unit_threads, stop_on_sigterm():
-        if shard_t is None:  # alone on the folder: retry what workers recorded as failed, as rows are
-            clear_failed(out)
+        if shard_t is None:  # alone on the folder: retry what workers recorded as failed, as rows
+            clear_failed(out, claims_too=True)  # are; a claim left now is a dead worker's
         log.info("ppds %s: matrix %r from %s, %d cells%s%s", __version__, matrix.config.name, matrix.source,
                  len(cells), f", shard {shard_t[0]}/{shard_t[1]}" if shard_t else "", ", smoke" if smoke else "")
         runner = UnitRunner(matrix, out, progress, summary, retry_skipped=retry_skipped, threads=unit_threads,
