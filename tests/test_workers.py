@@ -200,6 +200,12 @@ def test_status_names_the_worker_running_a_unit_and_the_failed_ones(fakes, tmp_p
         assert "running: " in printed and "worker gpu-node-7" in printed and "1 running" in printed
     finally:
         claim.release()
+    # a sequential run holds the folder alone: it retries failed units and drops dead claims
+    dead = Claims(out, "dead", lease_s=30).try_claim(fit["unit"], fit["label"])
+    dead.claims._stop(dead)
+    assert run_matrix(copy.deepcopy(small), out).exit_code == 0
+    assert not list((out / "claims").iterdir())
+    assert run_status(out)["units"]["done"] == len([u for c in st["cells"] for u in c["units"]])
 
 
 def test_lira_names_ahead_exactly_the_shadow_fits_it_asks_for(tmp_path):
@@ -251,9 +257,3 @@ def test_failed_units_are_recorded_once_and_the_worker_exits_1(fakes, tmp_path, 
     # ... until asked to; a sequential run would retry them too
     assert main(["worker", str(out), "--retry-failed", "--quiet"]) == 1
     assert Counter(e for e in counts(tmp_path) if e == "eval boom") == {"eval boom": 4}
-    # a sequential run holds the folder alone: it retries failed units and drops dead claims
-    dead = Claims(out, "dead", lease_s=30).try_claim(fit["unit"], fit["label"])
-    dead.claims._stop(dead)
-    assert run_matrix(copy.deepcopy(small), out).exit_code == 0
-    assert not list((out / "claims").iterdir())
-    assert run_status(out)["units"]["done"] == len([u for c in st["cells"] for u in c["units"]])

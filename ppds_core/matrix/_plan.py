@@ -6,7 +6,9 @@ worker claims it (``_claims``):
 - ``fit-<cell>``: the cell's generator fit (done: ``cells/<cell>/fit.json``);
 - ``shadow-<cell>-<key>``: one shadow fit an attack will ask for, when its
   ``Attack.shadow_plan`` names them ahead (LiRA does): done when
-  ``cells/<cell>/shadows/<key>/fit.json`` exists, the cache ``fit_fresh`` reads;
+  ``cells/<cell>/shadows/<key>/fit.json`` exists, the cache ``fit_fresh`` reads
+  (the plan of a finished attack is not computed again: its subsets can be
+  large to hash; the shadow fits found on disk are listed done instead);
 - ``eval-<measurement>``: one (cell, evaluator) measurement (done: a final row,
   by the same rules as the sequential run, :func:`._pending.pending`); it needs
   the cell's fit and its shadows;
@@ -59,8 +61,8 @@ class Unit:
     @property
     def label(self) -> str:
         what = {"fit": f"fit {self.cell.generator_name}", "unloaded": "load data",
-                "shadow": f"shadow fit {self.shadow[1] if self.shadow else ''} of "
-                          f"{self.evaluator.name if self.evaluator else ''}",
+                "shadow": f"shadow fit {self.shadow[1] + 1} of {self.evaluator.name}"
+                          if self.shadow and self.evaluator else f"shadow fit {(self.shadow or ('',))[0]}",
                 "eval": f"{self.evaluator.kind if self.evaluator else ''} "
                         f"{self.evaluator.name if self.evaluator else ''}"}[self.kind]
         return f"{self.cell.label()}: {what}"
@@ -111,10 +113,10 @@ def _cell_units(matrix: ResolvedMatrix, cell: Cell, splits: Splits, cell_id: str
         unit = Unit(f"eval-{mid}", "eval", cell, cell_id, mid not in left, evaluator=ev, mid=mid)
         if not fitted:
             unit.needs.append(fit_id)
-        if unit.evaluator is not None and unit.evaluator.kind == "attack":
+        if not unit.done:  # a finished attack's plan is not computed again (below: its shadows on disk)
             for k, key in enumerate(shadows.of(ev, splits, cell, mid)):
-                sid = f"shadow-{cell_id}-{key}"  # done with its fit, or once nothing needs it
-                shadow_done = unit.done or (cell_dir / "shadows" / key / "fit.json").exists()
+                sid = f"shadow-{cell_id}-{key}"
+                shadow_done = (cell_dir / "shadows" / key / "fit.json").exists()
                 if sid not in seen:
                     seen.add(sid)
                     units.append(Unit(sid, "shadow", cell, cell_id, shadow_done, evaluator=ev, mid=mid,
@@ -122,6 +124,10 @@ def _cell_units(matrix: ResolvedMatrix, cell: Cell, splits: Splits, cell_id: str
                 if not shadow_done:
                     unit.needs.append(sid)
         units.append(unit)
+    for done_fit in sorted(cell_dir.glob("shadows/*/fit.json")):  # shadow fits already on disk
+        key = done_fit.parent.name
+        if f"shadow-{cell_id}-{key}" not in seen:
+            units.append(Unit(f"shadow-{cell_id}-{key}", "shadow", cell, cell_id, True, shadow=(key, -1), gpu=gpu))
     return units
 
 
