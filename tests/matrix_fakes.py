@@ -165,6 +165,7 @@ SOURCE = (
 
     class CkptConfig(FakeGenConfig):
         step_s: float = 0.2
+        on_term: bool = False  # like the engine's preemption handler: SIGTERM → checkpoint, stop
 
 
     class FakeCkptGen(FakeGen):
@@ -180,14 +181,21 @@ SOURCE = (
                 state = json.loads((ckpt / "state.json").read_text())
                 start, history = state["step"], state["history"]
             count(f"ckpt-start {start} pid {os.getpid()}")
+            stop = []
+            if self.config.on_term:
+                import signal
+                signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
             for s in range(start, self.config.steps):
                 time.sleep(self.config.step_s)
                 history.append(s)
                 count(f"ckpt-step {s} pid {os.getpid()}")
-                if ckpt is not None and (s + 1) % ctx.checkpoint_every == 0:
+                if ckpt is not None and ((s + 1) % ctx.checkpoint_every == 0 or stop):
                     ckpt.mkdir(parents=True, exist_ok=True)
                     (ckpt / "state.tmp").write_text(json.dumps({"step": s + 1, "history": history}))
                     os.replace(ckpt / "state.tmp", ckpt / "state.json")
+                if stop:
+                    count(f"ckpt-stopped {s + 1}")
+                    raise RuntimeError("stopped by SIGTERM after a checkpoint")
             if history != list(range(self.config.steps)):
                 raise RuntimeError(f"resumed into a wrong history {history}")
             return super().fit(private, budget, ctx)

@@ -257,3 +257,26 @@ def test_failed_units_are_recorded_once_and_the_worker_exits_1(fakes, tmp_path, 
     # ... until asked to; a sequential run would retry them too
     assert main(["worker", str(out), "--retry-failed", "--quiet"]) == 1
     assert Counter(e for e in counts(tmp_path) if e == "eval boom") == {"eval boom": 4}
+
+
+def test_sigterm_to_a_worker_lets_its_fit_checkpoint_and_frees_the_unit_at_once(fakes, tmp_path):
+    matrix = {"name": "term", "seeds": [0], "samples": 30, "real_data": False, "checkpoint_every": 100,
+              "datasets": [{"name": "tiny-set"}],
+              "generators": [{"name": "fake-ckpt-gen", "epsilons": [10],
+                              "config": {"steps": 10, "step_s": 0.3, "on_term": True}}],
+              "metrics": [{"name": "fake-gap"}]}
+    out = tmp_path / "out"
+    prepare_folder(copy.deepcopy(matrix), out)
+    worker = _worker(fakes, tmp_path, out, "t", "--lease-s", "60")
+    _wait_for(lambda: sum(e.startswith("ckpt-step") for e in counts(tmp_path)) >= 3, "three steps",
+              procs=[worker])
+    worker.send_signal(signal.SIGTERM)  # a scheduler stopping the job
+    assert worker.wait(timeout=60) == 143
+    # the unit got SIGTERM first: the fit wrote its checkpoint (none was due before step 100)
+    stopped = [e for e in counts(tmp_path) if e.startswith("ckpt-stopped")]
+    assert len(stopped) == 1 and int(stopped[0].split()[1]) >= 3
+    assert not list((out / "claims").glob("*.claim"))  # released: no need to wait 60 s for the lease
+    assert main(["worker", str(out), "--quiet"]) == 0
+    starts = [e for e in counts(tmp_path) if e.startswith("ckpt-start")]
+    assert int(starts[-1].split()[1]) == int(stopped[0].split()[1])  # resumed where it stopped
+    assert [r["status"] for r in read_results(out)] == ["ok"]

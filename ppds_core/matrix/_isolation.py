@@ -53,6 +53,9 @@ _POLL_S = 0.5
 #: how long a child that sent its result may take to exit before it is killed
 _EXIT_GRACE_S = 10.0
 _PR_SET_PDEATHSIG = 1
+#: how long a stopped unit (the run's own Ctrl-C, SIGTERM, a preemption) may take to exit
+#: after SIGTERM, e.g. a fit writing its checkpoint, before it is killed
+_STOP_GRACE_S = 30.0
 
 
 class UnitError(Exception):
@@ -195,6 +198,21 @@ def _kill(pid: int) -> None:
             continue
 
 
+def _stop(pid: int) -> None:
+    """SIGTERM to the unit's group, SIGKILL after :data:`_STOP_GRACE_S`: a fit that handles it
+    (a scheduler's preemption signal) checkpoints at the end of its step and exits; any
+    other unit dies at once (SIGTERM is the default action in a unit's process)."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+    _reap(pid, _STOP_GRACE_S)
+    try:  # what it started, if anything of its group is left (never a bare pid: it is reaped)
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _reap(pid: int, grace_s: float) -> int:
     """The child's wait status, killing it (and its group) if it outstays ``grace_s``."""
     deadline, nap = time.monotonic() + grace_s, 0.0005
@@ -261,9 +279,8 @@ def run_isolated(work: Callable[[Callable[[Any], None]], Any], *, timeout_min: f
                 if deadline is not None and time.monotonic() >= deadline:
                     timed_out = True
                     break
-    except BaseException:  # the runner's own Ctrl-C / SIGTERM: the unit goes with it
-        _kill(pid)
-        _reap(pid, 0)
+    except BaseException:  # the runner's own Ctrl-C / SIGTERM: the unit goes with it,
+        _stop(pid)  # a fit first writing its checkpoint (ppds_core.privacy.checkpoint.preemption)
         raise
     finally:
         reader.close()
