@@ -15,7 +15,7 @@ _EXPORTS = {
     "FitOutcome": "fit", "fit_and_save": "fit", "fit_generator": "fit", "load_fitted": "fit",
     "REQUIRED_KEYS": "results", "RESULTS_FILE": "results", "append_rows": "results",
     "read_results": "results", "read_rows": "results", "ResultRow": "row",
-    "RunSummary": "runner", "run_matrix": "runner",
+    "RunSummary": "runner", "run_matrix": "runner", "run_worker": "_worker", "run_status": "_status",
 }
 
 
@@ -46,6 +46,8 @@ __all__ = [
     "ResultRow",
     "RunSummary",
     "run_matrix",
+    "run_worker",
+    "run_status",
     "quickstart_config_path",
 ]
 
