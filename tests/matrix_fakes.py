@@ -166,6 +166,7 @@ SOURCE = (
     class CkptConfig(FakeGenConfig):
         step_s: float = 0.2
         on_term: bool = False  # like the engine's preemption handler: SIGTERM → checkpoint, stop
+        hold_at: int = -1  # before this step, wait while the file PPDS_FAKE_BLOCK exists
 
 
     class FakeCkptGen(FakeGen):
@@ -186,6 +187,8 @@ SOURCE = (
                 import signal
                 signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
             for s in range(start, self.config.steps):
+                if s == self.config.hold_at:
+                    block(f"ckpt step {s}")
                 time.sleep(self.config.step_s)
                 history.append(s)
                 count(f"ckpt-step {s} pid {os.getpid()}")

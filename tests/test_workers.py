@@ -113,7 +113,8 @@ def test_three_worker_processes_share_one_folder_each_unit_once_all_busy_to_the_
 def test_a_worker_killed_mid_fit_is_resumed_from_its_checkpoint_by_another(fakes, tmp_path):
     matrix = {"name": "kill", "seeds": [0], "samples": 30, "real_data": False, "checkpoint_every": 1,
               "datasets": [{"name": "tiny-set"}],
-              "generators": [{"name": "fake-ckpt-gen", "epsilons": [10], "config": {"steps": 10, "step_s": 0.6}}],
+              "generators": [{"name": "fake-ckpt-gen", "epsilons": [10],
+                              "config": {"steps": 10, "step_s": 0.3, "hold_at": 4}}],
               "metrics": [{"name": "fake-gap"}, {"name": "fake-acc"}]}
     ref = tmp_path / "ref"
     assert run_matrix(copy.deepcopy(matrix), ref).exit_code == 0  # the uninterrupted run
@@ -125,24 +126,29 @@ def test_a_worker_killed_mid_fit_is_resumed_from_its_checkpoint_by_another(fakes
         return [e for e in counts(tmp_path)[n_ref:] if e.startswith("ckpt-step")
                 and (pid is None or e.endswith(f"pid {pid}"))]
 
-    procs = {w: _worker(fakes, tmp_path, out, w, "--lease-s", "2") for w in ("a", "b")}
+    hold = tmp_path / "hold"  # the fit waits before its step 4 while this file exists
+    hold.write_text("")
+    env = subprocess_env(fakes, tmp_path) | {"PPDS_FAKE_BLOCK": str(hold)}
+    procs = {w: _worker(fakes, tmp_path, out, w, "--lease-s", "2", env=env) for w in ("a", "b")}
     _wait_for(lambda: all(any(e["event"] == "start" for e in _records(out).get(w, [])) for w in procs)
-              and len(steps()) >= 3, "both workers, and three steps of the fit", procs=procs.values())
+              and Path(f"{hold}.started").exists(), "both workers, and the fit at step 4",
+              procs=procs.values())
     held = claim_records(out)
     assert len(held) == 1  # the other waits: the measurements need the fit
     victim = next(iter(held.values()))["worker"]
     heir = "b" if victim == "a" else "a"
     os.kill(procs[victim].pid, signal.SIGKILL)  # its unit dies with it (PR_SET_PDEATHSIG)
     procs[victim].wait(timeout=30)
+    hold.unlink()  # (before the lease expires: the heir does not wait at step 4)
     assert procs[heir].wait(timeout=120) == 0, procs[heir].stderr.read().decode()[-3000:]
 
     starts = [e for e in counts(tmp_path)[n_ref:] if e.startswith("ckpt-start")]
     assert len(starts) == 2 and starts[0].startswith("ckpt-start 0 ")
     resumed_at = int(starts[1].split()[1])
-    b_pid = starts[1].split()[-1]
-    assert resumed_at >= 3  # b's fit started from a's checkpoint, not from zero
-    assert [int(e.split()[1]) for e in steps(b_pid)] == list(range(resumed_at, 10))
-    assert set(range(resumed_at)) <= {int(e.split()[1]) for e in steps() if not e.endswith(f"pid {b_pid}")}
+    heir_pid = starts[1].split()[-1]
+    assert resumed_at == 4  # the heir's fit started from the victim's checkpoint, not from zero
+    assert [int(e.split()[1]) for e in steps(heir_pid)] == list(range(resumed_at, 10))
+    assert set(range(resumed_at)) <= {int(e.split()[1]) for e in steps() if not e.endswith(f"pid {heir_pid}")}
     heir_units = [e for e in _records(out)[heir] if e["event"] == "unit"]
     assert [u["kind"] for u in heir_units] == ["fit", "eval", "eval"]
     assert all(u["status"] == "ok" for u in heir_units)
