@@ -102,6 +102,7 @@ SOURCE = (
         steps: int = 3
         noise: float = 0.1
         sleep_s: float = 0.0  # seconds each fit takes (tests of workers keep them busy)
+        hold: bool = False  # each fit first waits while the file PPDS_FAKE_BLOCK exists
         fail: bool = False
         overspend: bool = False
         understate: bool = False  # claim half the ε its spends compose to
@@ -123,6 +124,8 @@ SOURCE = (
                 count("trainer " + json.dumps(ctx.trainer, sort_keys=True))
             if self.config.fail:
                 raise RuntimeError("fake generator exploded")
+            if self.config.hold:
+                block(f"fit {budget.epsilon} {ctx.seed}")
             time.sleep(self.config.sleep_s)
             for s in range(self.config.steps):
                 if ctx.progress:

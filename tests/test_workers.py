@@ -34,7 +34,7 @@ CLI = "import sys; from ppds_core.cli import main; sys.exit(main(sys.argv[1:]))"
 BUSY = {
     "name": "workers", "seeds": [0, 1], "delta": 1e-5, "samples": 40,
     "datasets": [{"name": "tiny-set"}],
-    "generators": [{"name": "fake-gen", "epsilons": [1, 10, "inf"], "config": {"steps": 2, "sleep_s": 0.25}}],
+    "generators": [{"name": "fake-gen", "epsilons": [1, 10, "inf"], "config": {"steps": 2, "sleep_s": 0.25, "hold": True}}],
     "metrics": [{"name": "fake-gap"}, {"name": "fake-acc"}],
     "attacks": [{"name": "fake-mia"}],
 }
@@ -73,8 +73,13 @@ def _wait_for(predicate, what: str, timeout: float = 120.0, procs=()):
 def test_three_worker_processes_share_one_folder_each_unit_once_all_busy_to_the_end(fakes, tmp_path):
     out = tmp_path / "out"
     prepare_folder(copy.deepcopy(BUSY), out)
+    hold = tmp_path / "hold"  # every fit waits while it exists: the queue opens once all 3 are up
+    hold.write_text("")
+    env = subprocess_env(fakes, tmp_path) | {"PPDS_FAKE_BLOCK": str(hold)}
+    procs = [_worker(fakes, tmp_path, out, f"w{i}", "--lease-s", "10", env=env) for i in range(3)]
+    _wait_for(lambda: len(_records(out)) == 3, "three workers", procs=procs)
     t0 = time.time()
-    procs = [_worker(fakes, tmp_path, out, f"w{i}", "--lease-s", "10") for i in range(3)]
+    hold.unlink()
     for p in procs:
         assert p.wait(timeout=240) == 0, p.stderr.read().decode()[-3000:]
     wall = time.time() - t0

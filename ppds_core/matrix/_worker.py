@@ -261,7 +261,7 @@ def run_worker(out: str | Path, *, worker: str | None = None, lease_s: float = 6
                             device=resolve_device(matrix.config.trainer))
         check_deltas(matrix, cells, lambda c: runner.data(c)[0])
         claims = Claims(out, wid, lease_s)
-        w = _Worker(runner, claims, cells, units, poll_s if poll_s is not None else min(lease_s / 4, 5.0),
+        w = _Worker(runner, claims, cells, units, poll_s if poll_s is not None else min(lease_s / 10, 2.0),
                     out / "workers" / f"{wid}.jsonl", quiet)
         w._note({"event": "start", "at": time.time(), "pid": os.getpid(), "host": socket.gethostname(),
                  "units": units})
