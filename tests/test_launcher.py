@@ -132,3 +132,33 @@ def test_a_preempted_local_job_requeues_itself_and_its_fit_resumes(fakes, tmp_pa
     fit = next(e for e in events if e["event"] == "unit")
     assert fit["start"] - start["at"] < 30  # resumed well within the lease
     assert len(read_results(out)) == 1 and read_results(out)[0]["status"] == "ok"
+
+
+def test_the_slurm_launcher_submits_one_array_per_kind_of_worker_with_their_resources(
+        fakes, tmp_path, monkeypatch, capsys):
+    # no SLURM here: stand-ins for srun and sbatch; sbatch keeps the script it was given
+    bin_dir, scripts = tmp_path / "bin", tmp_path / "scripts"
+    bin_dir.mkdir(), scripts.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\nn=$(ls {scripts} | wc -l)\ncp "$1" {scripts}/$n.sh\n'
+                                    'echo "Submitted batch job 77$n"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    path, out = tmp_path / "m.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(ROUTED))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["run", str(path), "--out", str(out), "--launcher", "slurm", "--workers", "3"]) == 2
+    assert "srun" in capsys.readouterr().err  # one line: no SLURM here
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    assert main(["run", str(path), "--out", str(out), "--launcher", "slurm", "--workers", "3",
+                 "--cpu-workers", "2", "--partition", "gpu-long", "--cpu-partition", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "jobs 770_0, 770_1, 770_2" in printed and "jobs 771_0, 771_1" in printed
+    gpu, cpu = (scripts / "0.sh").read_text(), (scripts / "1.sh").read_text()
+    for line in ("--array=0-2%3", "--gpus-per-node=1", "--cpus-per-task=2", "--mem=4GB", "--time=10",
+                 "--partition=gpu-long", "--job-name=ppds-gpu", "--signal=USR2@"):
+        assert f"#SBATCH {line}" in gpu, line
+    assert "#SBATCH --array=0-1%2" in cpu and "#SBATCH --job-name=ppds-cpu" in cpu
+    assert "--gpus-per-node" not in cpu and "#SBATCH --cpus-per-task=1" in cpu
+    assert "#SBATCH --partition=cpu" in cpu and "#SBATCH --mem=8GB" in cpu
+    assert (out / "provenance.json").exists() and not (out / "results.jsonl").exists()  # nothing ran here

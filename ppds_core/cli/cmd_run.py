@@ -41,6 +41,9 @@ def add_cluster_options(p) -> None:
                    help="CPU workers besides the N GPU workers when some generator asks for GPUs "
                         "(default N)")
     g.add_argument("--partition", help="SLURM partition of the workers")
+    g.add_argument("--cpu-partition", metavar="PARTITION",
+                   help="SLURM partition of the CPU workers, when some generator asks for GPUs "
+                        "(default: --partition)")
     g.add_argument("--time", type=float, metavar="MIN", help="each worker job's time limit, minutes "
                    "(default: the generators' resources.time_min, else 720); a worker out of time "
                    "requeues itself")
@@ -149,7 +152,8 @@ def _cluster(args, out: str | None) -> int | None:
     from ..matrix._launch import launch
 
     done = launch(args.config, out, launcher=args.launcher, workers=args.workers, smoke=args.smoke,
-                  cpu_workers=args.cpu_workers, partition=args.partition, time_min=args.time,
+                  cpu_workers=args.cpu_workers, partition=args.partition,
+                  cpu_partition=args.cpu_partition, time_min=args.time,
                   gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
                   mem_gb=args.mem_gb, lease_s=args.lease_s, wait=False if args.no_wait else None,
                   retry_failed=args.retry_failed)

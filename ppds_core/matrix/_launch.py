@@ -127,7 +127,8 @@ def _submitit():
 
 
 def launch(config, out, *, launcher: str, workers: int, smoke: bool = False, cpu_workers: int | None = None,
-           partition: str | None = None, time_min: float | None = None, gpus_per_worker: int | None = None,
+           partition: str | None = None, cpu_partition: str | None = None, time_min: float | None = None,
+           gpus_per_worker: int | None = None,
            cpus_per_worker: int | None = None, mem_gb: float | None = None, lease_s: float = 60.0,
            wait: bool | None = None, retry_failed: bool = False) -> Launched:
     """Submit the workers of ``out`` as job arrays (``launcher``: ``slurm`` or ``local``).
@@ -147,13 +148,19 @@ def launch(config, out, *, launcher: str, workers: int, smoke: bool = False, cpu
     done = Launched(out)
     for group in worker_groups(matrix, workers, cpu_workers, gpus_per_worker, cpus_per_worker, mem_gb,
                                time_min):
-        executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster=launcher)
+        try:
+            executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster=launcher)
+        except RuntimeError as err:  # submitit finds no srun / sbatch here
+            raise ConfigError(f"--launcher {launcher}: {err} (submit from a login node of the cluster, "
+                              "or use --launcher local)") from None
         params: dict[str, Any] = {"name": f"ppds-{group.units}", "timeout_min": int(group.time_min),
-                                  "gpus_per_node": group.gpus, "cpus_per_task": group.cpus,
-                                  "mem_gb": group.mem_gb, "tasks_per_node": 1, "nodes": 1,
-                                  "slurm_array_parallelism": group.workers}
-        if partition:
-            params["slurm_partition"] = partition
+                                  "cpus_per_task": group.cpus, "mem_gb": group.mem_gb, "tasks_per_node": 1,
+                                  "nodes": 1, "slurm_array_parallelism": group.workers}
+        if group.gpus:
+            params["gpus_per_node"] = group.gpus
+        where = cpu_partition if group.units == "cpu" and cpu_partition else partition
+        if where:
+            params["slurm_partition"] = where
         executor.update_parameters(**params)
         array = executor.map_array(WorkerJob(str(out), f"{group.units}{token}", group.units, lease_s),
                                    list(range(group.workers)))
