@@ -25,20 +25,8 @@ from .errors import ConfigError, did_you_mean
 from .imageset import ImageSet, Splits, SplitSizes, make_splits
 from .privacy.ledger import Ledger
 
-__all__ = [
-    "PluginConfig",
-    "Plugin",
-    "Generator",
-    "FitContext",
-    "Metric",
-    "Attack",
-    "EvalContext",
-    "Measurement",
-    "DatasetProvider",
-    "DatasetConfig",
-    "Availability",
-    "format_validation_error",
-]
+__all__ = ["PluginConfig", "Plugin", "Generator", "FitContext", "Metric", "Attack", "EvalContext",
+           "Measurement", "DatasetProvider", "DatasetConfig", "Availability", "format_validation_error"]
 
 
 class PluginConfig(BaseModel):
@@ -156,10 +144,9 @@ class FitContext:
     #: ``accelerator`` asks for a GPU); None resolves it from this context's ``trainer``.
     device: str | None = None
     #: a folder that outlives the fit's process (the runner passes ``<cell>/checkpoint``): a
-    #: generator that can resume saves its whole training state there every
-    #: ``checkpoint_every`` steps and, when it finds a checkpoint of the same plan at the start
-    #: of ``fit``, continues from it, so a fit killed by a scheduler loses at most that many
-    #: steps and its ledger equals an uninterrupted fit's. None: no checkpoints.
+    #: generator that can resume saves its state there every ``checkpoint_every`` steps and
+    #: continues from one of the same plan, so a killed fit loses at most that many steps and
+    #: its ledger equals an uninterrupted fit's (docs/dp-sgd-engine.md). None: no checkpoints.
     checkpoint_dir: Path | None = None
     #: private (or non-private) optimisation steps between two checkpoints
     checkpoint_every: int = 200
@@ -307,14 +294,6 @@ class EvalContext:
     shadow_samples: int = 64
     #: the cell's device, as in :attr:`FitContext.device` (None: resolved from ``trainer``)
     device: str | None = None
-    #: a folder that outlives the fit's process (the runner passes ``<cell>/checkpoint``): a
-    #: generator that can resume saves its whole training state there every
-    #: ``checkpoint_every`` steps and, when it finds a checkpoint of the same plan at the start
-    #: of ``fit``, continues from it, so a fit killed by a scheduler loses at most that many
-    #: steps and its ledger equals an uninterrupted fit's. None: no checkpoints.
-    checkpoint_dir: Path | None = None
-    #: private (or non-private) optimisation steps between two checkpoints
-    checkpoint_every: int = 200
 
     def __post_init__(self) -> None:
         if self.device is None:
