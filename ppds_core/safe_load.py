@@ -71,6 +71,11 @@ def load_tensors(path: str | Path, what: str = "tensor file") -> Any:
 def inside(path: str | Path, root: str | Path, what: str) -> Path:
     """``path`` resolved (symlinks followed, relative to ``root``), refused unless inside ``root``.
 
+    A relative ``path`` is taken relative to ``root``, as the paths stored in a run folder are;
+    a path built from ``root`` itself (``out / "cache"``) must be passed ``.absolute()``, or a
+    relative ``root`` would be joined twice (``runs/qs/runs/qs/cache``) and the check would
+    look at a path that does not exist.
+
     A file in a run folder that names another path (``fit-spec.json``'s data
     and output folders, a results row's score file) can name any path; this
     keeps every load and write it directs inside the folder it came from.

@@ -383,15 +383,18 @@ def fakes(monkeypatch, tmp_path):
     return install(monkeypatch, tmp_path)
 
 
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute-out", "relative-out"])
 @pytest.mark.parametrize("link", ["cache", "run.log"])
-def test_a_run_folder_with_a_planted_link_is_refused_before_anything_is_written(fakes, tmp_path, link):
+def test_a_run_folder_with_a_planted_link_is_refused_before_anything_is_written(fakes, tmp_path, link,
+                                                                                relative, monkeypatch):
     import copy
 
     from matrix_fakes import MATRIX
 
     from ppds_core.matrix import run_matrix
 
-    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)  # `--out out`, as typed, must be checked as well as an absolute path
+    out = Path("out") if relative else tmp_path / "out"
     out.mkdir()
     victim = tmp_path / "outside"
     victim.mkdir()
@@ -415,3 +418,20 @@ def test_a_plots_folder_linked_outside_is_refused(tmp_path):
         write_leaderboards(run)
     assert "plots folder" in _refused(err, run / "plots-smoke")
     assert list(victim.iterdir()) == []
+
+
+def test_a_run_folder_named_relative_to_the_working_directory_gets_its_plots_inside_it(tmp_path,
+                                                                                     monkeypatch):
+    from ppds_core.report.leaderboard import write_leaderboards
+
+    monkeypatch.chdir(tmp_path)
+    run = Path("runs") / "qs"  # as `ppds quickstart --out runs/qs` passes it
+    (run / "cells" / "real-0").mkdir(parents=True)
+    (run / "cells" / "real-0" / "samples.png").write_bytes(b"a grid")
+    real = {**_smoke_row(), "cell": "real-0", "generator": "real-data", "reference_data": True,
+            "measurement": "m2"}
+    append_rows(run / "results.jsonl", [_smoke_row(), real])
+    write_leaderboards(run)
+    plots = tmp_path / "runs" / "qs" / "plots-smoke"
+    assert (plots / "samples_d_real-data_seed0.png").read_bytes() == b"a grid"
+    assert not (tmp_path / "runs" / "qs" / "runs").exists()

@@ -153,7 +153,7 @@ class CellFits:
                 except Exception:
                     log.exception("%s: could not load shadow %s; fitting again", cell.label(), key)
             shadow_dir.mkdir(parents=True, exist_ok=True)
-            inside(shadow_dir, self.out, "the shadow folder")
+            inside(shadow_dir.absolute(), self.out, "the shadow folder")
             ctx = self._context(seed, splits, shadow_dir, cell.accountant)
             if needs_worker_processes(trainer):  # a shadow model trains like the cell's own
                 outcome = fit_in_workers(gen_cls, gen.config, private, cell.budget, ctx, shadow_dir,

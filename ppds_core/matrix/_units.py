@@ -88,7 +88,7 @@ class UnitRunner:
         self.results = out / RESULTS_FILE
         self.cache_dir = out / "cache"
         self.cache_dir.mkdir(exist_ok=True)
-        inside(self.cache_dir, out, "the cache folder")  # a planted link must not move the caches
+        inside(self.cache_dir.absolute(), out, "the cache folder")  # a planted link must not move the caches
         self.done = done_measurements(out, retry_skipped)
         self._data: dict[int, tuple[Splits, str]] = {}
         #: torch threads of each unit's child process (see _isolation)
@@ -159,7 +159,7 @@ class UnitRunner:
     def enter_cell(self, oc: OpenCell) -> None:
         """Make the cell's folder (never through a planted link) and its ``cell.json``."""
         oc.cell_dir.mkdir(parents=True, exist_ok=True)
-        inside(oc.cell_dir, self.out, "the cell folder")  # a planted link must not move the cell's writes
+        inside(oc.cell_dir.absolute(), self.out, "the cell folder")  # a planted link must not move the cell's writes
         self._write_cell_json(oc.cell, oc.cell_id, oc.cell_dir, oc.fingerprint)
 
     def fit_cell(self, oc: OpenCell, failing: list[ResolvedPlugin]) -> tuple[FitOutcome | None, ImageSet] | None:
@@ -208,7 +208,7 @@ class UnitRunner:
     def _evaluate(self, cell, cell_id, cell_dir, ev: ResolvedPlugin, mid: str, splits: Splits,
                   outcome: FitOutcome | None, synthetic: ImageSet, label: str) -> list[dict[str, Any]]:
         workdir = cell_dir / "eval" / f"{ev.kind}-{ev.name}"
-        inside(workdir, cell_dir, "the measurement's workdir")  # nor point the rmtree outside
+        inside(workdir.absolute(), cell_dir, "the measurement's workdir")  # nor point the rmtree outside
         if workdir.exists():
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True)

@@ -124,8 +124,8 @@ def fit_in_workers(gen_cls: type[Generator], gen_config: Any, private: ImageSet,
     out_dir = Path(out_dir)
     work = ctx.workdir or out_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
-    inside(work, work.parent, "a worker fit's work folder")  # a planted link must not move it
-    inside(out_dir, work.parent, "a worker fit's output folder")  # what main() will accept
+    inside(work.absolute(), work.parent, "a worker fit's work folder")  # a planted link must not move it
+    inside(out_dir.absolute(), work.parent, "a worker fit's output folder")  # what main() will accept
     config = gen_config.model_dump(mode="json") if hasattr(gen_config, "model_dump") else (gen_config or {})
     spec = {
         "generator": gen_cls.name, "config": config,

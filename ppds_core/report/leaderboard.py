@@ -89,7 +89,7 @@ def write_leaderboards(run_dir: str | Path) -> list[Path]:
         if not part and (smoke or rows):  # a smoke-only folder gets no empty real board
             continue
         board = build_board(part)
-        board.plots = make_plots(part, inside(run_dir / plots, run_dir, "the plots folder"))
+        board.plots = make_plots(part, inside((run_dir / plots).absolute(), run_dir, "the plots folder"))
         written += board.plots
         for fmt in FORMATS:
             full = fmt if fmt in FULL_FORMATS else "md"  # no leaderboard-full.tex: --full --format tex

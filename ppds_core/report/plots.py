@@ -304,7 +304,7 @@ def sample_grid_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             real = _run_dir(r) / "cells" / cell / "samples.png"
             if real.exists():
                 try:
-                    real = inside(real, _run_dir(r), f"cell {cell}'s samples.png")
+                    real = inside(real.absolute(), _run_dir(r), f"cell {cell}'s samples.png")
                     path = out_dir / f"samples_{slug(r['dataset'])}_real-data_seed{r['seed']}.png"
                     atomic_write_bytes(path, real.read_bytes())
                     paths.append(path)
@@ -320,10 +320,10 @@ def sample_grid_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             paths.append(path)
             continue
         try:  # a results row (or a link in the cell) must not point the copy outside the run
-            npz = inside(npz, _run_dir(r), f"cell {cell}'s samples.npz")
+            npz = inside(npz.absolute(), _run_dir(r), f"cell {cell}'s samples.npz")
             drawn = npz.with_name("samples.png")  # drawn when the cell was fitted
             if drawn.exists():
-                drawn = inside(drawn, _run_dir(r), f"cell {cell}'s samples.png")
+                drawn = inside(drawn.absolute(), _run_dir(r), f"cell {cell}'s samples.png")
                 atomic_write_bytes(path, drawn.read_bytes())
             else:
                 sample_grid(ImageSet.load_npz(npz), path,
