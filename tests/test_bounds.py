@@ -35,6 +35,15 @@ def test_gdp_reference_values():
     assert rero_dp(0.0, 1.0, 1e-5) == pytest.approx(1e-5)
 
 
+@pytest.mark.parametrize("kappa", [1e-300, 1e-12, 1e-6, 0.001, 0.01, 0.1, 0.5, 0.9, 0.999999])
+@pytest.mark.parametrize("mu", [0.0, 0.05, 1.0, 3.0, 10.0, 40.0])
+def test_the_stdlib_gdp_bound_equals_scipys_normal_cdf_of_its_quantile(kappa, mu):
+    from scipy.special import ndtr, ndtri
+
+    expected = float(ndtr(ndtri(kappa) + mu))
+    assert rero_gdp(kappa, mu) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+
+
 def test_dp_reference_value_and_limits():
     assert rero_dp(0.01, 1.0, 1e-5) == pytest.approx(0.0272, abs=5e-4)
     assert rero_dp(0.01, 0.0, 0.0) == pytest.approx(0.01)

@@ -68,15 +68,23 @@ def _check_kappa(kappa: float, closed: bool = False) -> None:
 
 
 def rero_gdp(kappa: float, mu: float) -> float:
-    """γ = Φ(Φ⁻¹(κ) + μ) for a μ-GDP mechanism (μ = √T/σ for T full-batch Gaussians)."""
-    from scipy.special import ndtr, ndtri
+    """γ = Φ(Φ⁻¹(κ) + μ) for a μ-GDP mechanism (μ = √T/σ for T full-batch Gaussians).
 
+    Computed with the standard library (``math.erfc`` for Φ, accurate in both tails;
+    ``statistics.NormalDist.inv_cdf``, Wichura's AS241, for Φ⁻¹), not scipy: `ppds bounds
+    rero` then starts without importing scipy.special (≈ 0.15–0.4 s). Tests check it
+    against scipy's ``ndtr(ndtri(κ) + μ)``.
+    """
     _check_kappa(kappa, closed=True)  # κ = 0 → 0, κ = 1 → 1 (an empirical prior may hit them)
     if not mu >= 0:
         raise ConfigError(f"mu must be ≥ 0, got {mu}")
-    if math.isinf(mu):
+    if math.isinf(mu) or kappa == 1:
         return 1.0
-    return float(ndtr(ndtri(kappa) + mu))
+    if kappa == 0:
+        return 0.0
+    from statistics import NormalDist
+
+    return 0.5 * math.erfc(-(NormalDist().inv_cdf(kappa) + mu) / math.sqrt(2.0))
 
 
 def rero_dp(kappa: float, epsilon: float, delta: float) -> float:
