@@ -181,7 +181,7 @@ def test_dp_gan_recipe_is_the_pair_its_fit_trains(monkeypatch):
     class Captured(Exception):
         pass
 
-    def capture(module, data, plan, ctx):
+    def capture(module, data, plan, ctx, **_):  # e.g. resume_key
         seen.update(module=module, plan=plan)
         raise Captured
 
