@@ -12,7 +12,12 @@ ORDER = 33
 
 
 def register(sub) -> None:
-    p = sub.add_parser("fit", help="fit one generator: model, ledger, samples and a sample grid")
+    p = sub.add_parser(
+        "fit", help="fit one generator: model, ledger, samples and a sample grid",
+        description="Fit one generator and save its model, ledger, samples and sample grid in --out. "
+                    "A generator that can resume checkpoints into OUT/checkpoint every 200 private steps; "
+                    "SIGTERM or SIGUSR1 makes it checkpoint at the end of the current step and exit "
+                    "128 + the signal (143 for SIGTERM): run the same command again to resume.")
     p.add_argument("generator", help="generator plugin name")
     p.add_argument("--dataset", required=True, help="dataset plugin name")
     p.add_argument("--epsilon", required=True, help="target ε (a number, or inf for the non-private recipe)")
