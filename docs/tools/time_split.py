@@ -2,9 +2,9 @@
 
 Reads only what ``ppds run`` wrote: every ``cells/*/fit.json`` (the generator fits, by
 generator), every ``cells/*/shadows/*/fit.json`` (the attacks' shadow fits), and the
-``seconds`` of each measurement in ``results.jsonl`` (one measurement writes several rows
-that share its ``measurement`` id and its seconds, so each is counted once), by kind and
-evaluator. In a sequential run (no ``workers/`` folder) an attack fits its shadows inside
+``seconds`` of each measurement in ``results.jsonl`` (its current rows, through
+``ppds_core.matrix.read_results``; one measurement writes several rows that share its
+``measurement`` id and its seconds, so each is counted once), by kind and evaluator. In a sequential run (no ``workers/`` folder) an attack fits its shadows inside
 its own measurement, so each cell's shadow seconds come off that cell's longest attack
 measurement (LiRA's, the one that asked for them); workers run them as units of their own.
 Wall time from start to end is the run's own (``time`` or the first and last
@@ -20,6 +20,8 @@ import sys
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
+
+from ppds_core.matrix import read_results
 
 
 def _log_span(log: Path) -> float | None:
@@ -44,8 +46,7 @@ def main(run: Path) -> None:
         shadow_by_cell[f.parents[2].name] += float(json.loads(f.read_text())["fit_seconds"])
     shadow_s = sum(shadow_by_cell.values())
     measured: dict[str, tuple[str, str, str, float]] = {}
-    for line in (run / "results.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    for row in read_results(run):
         if row.get("seconds") is not None and row.get("measurement"):
             measured[row["measurement"]] = (row["cell"], row["kind"], row["evaluator"], float(row["seconds"]))
     if not (run / "workers").is_dir():  # the shadow fits ran inside their attack's measurement
